@@ -1,0 +1,99 @@
+/*
+ * Agent configuration: a libconfig file read once at start.
+ *
+ * Layout of the file (every setting and default is documented in docs/configuration.md):
+ *
+ *   agent   = { id = "..."; home_region = "..."; data_dir = "..."; log_level = "info";
+ *               shutdown_timeout_ms = 10000; max_inflight_events = 100000;
+ *               max_inflight_bytes = 268435456; };
+ *   listen  = { unix = "/path/agent.sock"; tcp = "127.0.0.1:7411";
+ *               max_frame_bytes = 4194304; max_event_bytes = 1048576; max_connections = 256; };
+ *   regions = ( { name = "east"; bootstrap = "embedded"; embedded_brokers = 3;
+ *                 properties = [ "linger.ms=5" ]; }, { name = "west"; ... } );
+ *   topics  = ( { name = "events"; partitions = 6; replication_factor = 3; } );
+ *
+ * Validation happens entirely in tl_config_load: a struct tl_config that loaded without error
+ * holds only values the agent can run with. Read-only after loading, so any thread may read it.
+ */
+#ifndef TL_CONFIG_H
+#define TL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+
+/* This version dual-writes to exactly two regions. */
+#define TL_REGION_COUNT 2
+
+/* Kafka's own limit on topic name length. */
+#define TL_TOPIC_NAME_MAX 249
+
+struct tl_region_config {
+    char *name;
+    bool embedded;           /* bootstrap = "embedded": host a mock cluster in the agent */
+    char *bootstrap;         /* comma-separated host:port list; NULL when embedded */
+    int embedded_brokers;    /* brokers of the mock cluster (default 3) */
+    /* librdkafka properties passed through verbatim ("key=value" split in two). */
+    char **property_names;
+    char **property_values;
+    size_t property_count;
+};
+
+struct tl_topic_config {
+    char *name;
+    int partitions;          /* created with this count in embedded regions (default 6) */
+    int replication_factor;  /* for embedded regions (default min(3, embedded_brokers)) */
+};
+
+struct tl_config {
+    char *path;                 /* file the configuration was read from */
+
+    char *agent_id;             /* [A-Za-z0-9._-], 1 to 64 characters */
+    char *home_region;          /* names one of regions[]; written as twinlane-origin */
+    char *data_dir;             /* created if missing */
+    enum tl_log_level log_level;
+    int shutdown_timeout_ms;    /* bound on flushing in-flight events at SIGTERM */
+    size_t max_inflight_events; /* accepted but not yet acknowledged, before back-pressure */
+    size_t max_inflight_bytes;
+
+    char *unix_path;            /* default "<data_dir>/agent.sock" */
+    char *tcp_host;             /* NULL when the TCP listener is off; loopback only */
+    char *tcp_port;
+    size_t max_frame_bytes;     /* default 4 MiB */
+    size_t max_event_bytes;     /* default 1 MiB; key + value + headers */
+    int max_connections;        /* default 256 */
+
+    struct tl_region_config regions[TL_REGION_COUNT];
+
+    struct tl_topic_config *topics;
+    size_t topic_count;
+};
+
+/*
+ * Reads and validates the file at path. Returns 0 and fills cfg, or TL_EINVAL / TL_EIO /
+ * TL_ENOTFOUND with err set to one message naming file, line, setting, the value found and
+ * what is accepted, e.g.
+ *   "agent.conf:14: regions.[1].name: "east" is already used by regions.[0]; region names
+ *    must be unique"
+ * On error cfg holds nothing that needs freeing.
+ */
+int tl_config_load(const char *path, struct tl_config *cfg, char *err, size_t errsize);
+
+/* Same as tl_config_load, for text held in memory; name stands in for the file name. */
+int tl_config_parse(const char *text, const char *name, struct tl_config *cfg, char *err,
+                    size_t errsize);
+
+void tl_config_free(struct tl_config *cfg);
+
+/* Returns the index of the named region or topic, or -1. */
+int tl_config_region_index(const struct tl_config *cfg, const char *name);
+int tl_config_topic_index(const struct tl_config *cfg, const char *name);
+
+/*
+ * Checks a topic name against Kafka's rules: 1 to 249 characters from [A-Za-z0-9._-], and
+ * not "." or "..". Returns false with the reason in err.
+ */
+bool tl_topic_name_valid(const char *name, size_t len, char *err, size_t errsize);
+
+#endif
