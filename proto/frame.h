@@ -42,17 +42,17 @@ void tl_frame_reader_init(struct tl_frame_reader *r, size_t max_frame_bytes);
 void tl_frame_reader_free(struct tl_frame_reader *r);
 
 /*
- * Reads what is available from a non-blocking fd into the reader. Returns the number of bytes
+ * Reads what is available from a non-blocking fd into the reader. Returns the byte count
  * read (> 0), TL_EAGAIN when nothing was available, TL_ECLOSED at end of stream, or TL_EIO
  * with errno set.
  */
 int tl_frame_reader_fill(struct tl_frame_reader *r, int fd);
 
-/* Appends bytes held in memory (tests, fuzzers, and the client library's own buffers). */
+/* Appends bytes held in memory (tests, fuzzers, and the client library). */
 void tl_frame_reader_feed(struct tl_frame_reader *r, const void *data, size_t len);
 
 /*
- * Takes the next complete frame. Returns 1 and points *payload/*len at it (valid until the next
+ * Takes the next complete frame. Returns 1 and points payload and len at it (valid until the next
  * call on this reader), 0 when more bytes are needed, or TL_ETOOBIG when the declared length
  * exceeds max_frame_bytes (err names both numbers). After TL_ETOOBIG the stream cannot be
  * resynchronised; the caller answers with an error and closes the connection.

@@ -1,0 +1,286 @@
+/*
+ * Agent: start-up order, the event loop, statistics lines and graceful shutdown.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "embedded.h"
+#include "error.h"
+#include "ingest.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+#include "pipeline.h"
+#include "region.h"
+
+/* How long the start-up topic check waits for each region to answer. */
+#define STARTUP_METADATA_TIMEOUT_MS 30000
+#define STATS_INTERVAL_MS 60000
+
+struct tl_agent {
+    const struct tl_config *cfg;
+    int epfd;
+    int lock_fd;
+    struct tl_watch signal_watch;
+    struct tl_watch done_watch;
+    struct tl_pipeline *pipeline;
+    struct tl_embedded *embedded[TL_REGION_COUNT];
+    struct tl_region *regions[TL_REGION_COUNT];
+    int32_t *partitions;
+    struct tl_ingest *ingest;
+    int signals;            /* shutdown signals received */
+    int64_t last_stats_ms;
+};
+
+static struct tl_agent *agent_of_signal(struct tl_watch *w)
+{
+    return (struct tl_agent *)((char *)w - offsetof(struct tl_agent, signal_watch));
+}
+
+static struct tl_agent *agent_of_done(struct tl_watch *w)
+{
+    return (struct tl_agent *)((char *)w - offsetof(struct tl_agent, done_watch));
+}
+
+static void on_signal(struct tl_watch *w, uint32_t events)
+{
+    (void)events;
+    struct tl_agent *a = agent_of_signal(w);
+    struct signalfd_siginfo si;
+
+    while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+        a->signals++;
+        if (a->signals == 1)
+            tl_log_info("agent", "shutdown requested signal=%s timeout_ms=%d",
+                        strsignal((int)si.ssi_signo), a->cfg->shutdown_timeout_ms);
+        else
+            tl_log_warn("agent", "second shutdown signal: not waiting for in-flight events "
+                        "signal=%s", strsignal((int)si.ssi_signo));
+    }
+}
+
+static void on_done(struct tl_watch *w, uint32_t events)
+{
+    (void)events;
+    tl_ingest_handle_completions(agent_of_done(w)->ingest);
+}
+
+/* Creates the data directory if needed and locks it, so two agents never share one. */
+static int lock_data_dir(struct tl_agent *a, char *err, size_t errsize)
+{
+    const char *dir = a->cfg->data_dir;
+    char path[4096];
+
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return tl_error(err, errsize, TL_EIO, "agent.data_dir: cannot create %s: %s", dir,
+                        strerror(errno));
+    snprintf(path, sizeof(path), "%s/agent.lock", dir);
+    a->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (a->lock_fd < 0)
+        return tl_error(err, errsize, TL_EIO, "agent.data_dir: cannot open %s: %s", path,
+                        strerror(errno));
+    if (flock(a->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return tl_error(err, errsize, TL_EIO, "agent.data_dir: %s is in use by another agent "
+                        "(lock %s held); stop it or give this agent its own data_dir", dir, path);
+    return 0;
+}
+
+/* Starts embedded clusters and producers, then checks the topics in both regions. */
+static int open_regions(struct tl_agent *a, char *err, size_t errsize)
+{
+    const struct tl_config *cfg = a->cfg;
+    int32_t *counts[TL_REGION_COUNT] = {0};
+    int rc = 0;
+
+    for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
+        const char *bootstrap = cfg->regions[r].bootstrap;
+        if (cfg->regions[r].embedded) {
+            rc = tl_embedded_start(cfg, r, &a->embedded[r], err, errsize);
+            if (rc != 0)
+                break;
+            bootstrap = a->embedded[r]->bootstrap;
+        }
+        rc = tl_region_open(cfg, r, bootstrap, a->pipeline, &a->regions[r], err, errsize);
+    }
+
+    for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
+        counts[r] = tl_xcalloc(cfg->topic_count, sizeof(int32_t));
+        rc = tl_region_check_topics(a->regions[r], STARTUP_METADATA_TIMEOUT_MS, counts[r], err,
+                                    errsize);
+    }
+
+    for (size_t t = 0; t < cfg->topic_count && rc == 0; t++) {
+        if (counts[0][t] != counts[1][t])
+            rc = tl_error(err, errsize, TL_EINVAL, "topic %s has %" PRId32 " partitions in region "
+                          "%s but %" PRId32 " in region %s; both regions need the same partition "
+                          "count so that events land in the same partition",
+                          cfg->topics[t].name, counts[0][t], cfg->regions[0].name, counts[1][t],
+                          cfg->regions[1].name);
+    }
+
+    if (rc == 0) {
+        a->partitions = counts[0];
+        counts[0] = NULL;
+    }
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        free(counts[r]);
+    return rc;
+}
+
+static int open_signals(struct tl_agent *a, char *err, size_t errsize)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    /* Blocked in every thread created after this point, so only the signalfd sees them. */
+    pthread_sigmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return tl_error(err, errsize, TL_EIO, "signalfd failed: %s", strerror(errno));
+    a->signal_watch = (struct tl_watch){.fd = fd, .on_ready = on_signal};
+    tl_loop_add(a->epfd, &a->signal_watch, EPOLLIN);
+    return 0;
+}
+
+static void log_stats(struct tl_agent *a, const char *what)
+{
+    struct tl_ingest_stats s;
+    tl_ingest_get_stats(a->ingest, &s);
+    tl_log_info("agent", "%s connections=%" PRIu64 " requests=%" PRIu64 " accepted=%" PRIu64
+                " acknowledged=%" PRIu64 " rejected=%" PRIu64 " failed=%" PRIu64
+                " bad_frames=%" PRIu64 " inflight=%zu", what, s.connections_open, s.requests,
+                s.events_accepted, s.events_acknowledged, s.events_rejected, s.events_failed,
+                s.bad_frames, tl_pipeline_inflight(a->pipeline));
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_log_info("agent", "%s region=%s produced=%" PRIuFAST64 " delivered=%" PRIuFAST64
+                    " failed=%" PRIuFAST64, what, a->regions[r]->name,
+                    atomic_load(&a->regions[r]->produced), atomic_load(&a->regions[r]->delivered),
+                    atomic_load(&a->regions[r]->failed));
+}
+
+/* Runs one round of the event loop: waits up to timeout_ms and dispatches ready watches. */
+static void loop_once(struct tl_agent *a, int timeout_ms)
+{
+    struct epoll_event events[64];
+    int n = epoll_wait(a->epfd, events, 64, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        struct tl_watch *w = events[i].data.ptr;
+        w->on_ready(w, events[i].events);
+    }
+    if (n < 0 && errno != EINTR)
+        tl_panic("epoll_wait failed: %s", strerror(errno));
+}
+
+static void run_loop(struct tl_agent *a)
+{
+    while (a->signals == 0) {
+        loop_once(a, 1000);
+        int64_t now = tl_now_ms();
+        if (now - a->last_stats_ms >= STATS_INTERVAL_MS) {
+            log_stats(a, "stats");
+            a->last_stats_ms = now;
+        }
+    }
+}
+
+static void shut_down(struct tl_agent *a)
+{
+    int64_t deadline = tl_now_ms() + a->cfg->shutdown_timeout_ms;
+
+    tl_ingest_stop_accepting(a->ingest);
+    while (a->signals < 2 && tl_now_ms() < deadline &&
+           (tl_pipeline_inflight(a->pipeline) > 0 || tl_ingest_has_pending_output(a->ingest)))
+        loop_once(a, 100);
+
+    size_t left = tl_pipeline_inflight(a->pipeline);
+    if (left > 0)
+        tl_log_warn("agent", "shutdown timeout reached with events in flight inflight=%zu; they "
+                    "are answered as failed", left);
+    int64_t remaining = deadline - tl_now_ms();
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_region_stop(a->regions[r], a->signals < 2 && remaining > 0 ? (int)remaining : 0);
+
+    /* Answer what the regions reported last, and give clients a moment to read it. */
+    tl_ingest_handle_completions(a->ingest);
+    int64_t flush_deadline = tl_now_ms() + 1000;
+    while (tl_ingest_has_pending_output(a->ingest) && tl_now_ms() < flush_deadline)
+        loop_once(a, 50);
+    log_stats(a, "final");
+}
+
+static void agent_close(struct tl_agent *a)
+{
+    tl_ingest_close(a->ingest);
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_region_close(a->regions[r]);
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_embedded_stop(a->embedded[r]);
+    tl_pipeline_close(a->pipeline);
+    free(a->partitions);
+    if (a->signal_watch.fd >= 0)
+        close(a->signal_watch.fd);
+    if (a->epfd >= 0)
+        close(a->epfd);
+    if (a->lock_fd >= 0)
+        close(a->lock_fd);
+}
+
+int tl_agent_run(const struct tl_config *cfg, char *err, size_t errsize)
+{
+    struct tl_agent a = {.cfg = cfg, .epfd = -1, .lock_fd = -1, .signal_watch = {.fd = -1}};
+    int rc;
+
+    tl_log_info("agent", "starting version=%s id=%s home_region=%s config=%s data_dir=%s",
+                TL_VERSION, cfg->agent_id, cfg->home_region, cfg->path, cfg->data_dir);
+
+    a.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (a.epfd < 0)
+        tl_panic("epoll_create1 failed: %s", strerror(errno));
+    rc = open_signals(&a, err, errsize);
+    if (rc == 0)
+        rc = lock_data_dir(&a, err, errsize);
+    if (rc == 0)
+        rc = tl_pipeline_open(cfg->data_dir, cfg->max_inflight_events, cfg->max_inflight_bytes,
+                              &a.pipeline, err, errsize);
+    if (rc == 0)
+        rc = open_regions(&a, err, errsize);
+    if (rc == 0)
+        rc = tl_ingest_open(cfg, a.epfd, a.pipeline, a.partitions, &a.ingest, err, errsize);
+    if (rc != 0)
+        goto out;
+
+    a.done_watch = (struct tl_watch){.fd = tl_pipeline_done_fd(a.pipeline), .on_ready = on_done};
+    tl_loop_add(a.epfd, &a.done_watch, EPOLLIN);
+    for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++)
+        rc = tl_region_start(a.regions[r], err, errsize);
+    if (rc != 0)
+        goto out;
+
+    tl_log_info("agent", "ready id=%s regions=%s,%s topics=%zu unix=%s tcp=%s%s%s", cfg->agent_id,
+                cfg->regions[0].name, cfg->regions[1].name, cfg->topic_count, cfg->unix_path,
+                cfg->tcp_host ? cfg->tcp_host : "off", cfg->tcp_host ? ":" : "",
+                cfg->tcp_host ? cfg->tcp_port : "");
+    a.last_stats_ms = tl_now_ms();
+    run_loop(&a);
+    shut_down(&a);
+    tl_log_info("agent", "stopped id=%s", cfg->agent_id);
+
+out:
+    agent_close(&a);
+    return rc == 0 ? TL_EXIT_OK : TL_EXIT_RUNTIME;
+}

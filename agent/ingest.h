@@ -1,0 +1,68 @@
+/*
+ * Ingest: the producer-facing side of the agent.
+ *
+ * Listens on a Unix-domain socket (always) and on a loopback TCP address (optional), reads
+ * length-prefixed ProduceRequest frames (proto/frame.h), checks each event, hands accepted
+ * events to the pipeline, and answers each request with one ProduceResponse once every event
+ * in it has a final status. Clients may pipeline: many requests before reading an answer.
+ *
+ * Per-event checks, answered per event: the topic must be configured (UNKNOWN_TOPIC) and a
+ * valid Kafka topic name (INVALID); key + value + headers within listen.max_event_bytes
+ * (TOO_LARGE); header names non-empty and not starting with "twinlane-" (INVALID).
+ * Per-frame problems: an undecodable frame gets an error response and the connection goes on;
+ * a frame whose declared length exceeds listen.max_frame_bytes gets an error response and the
+ * connection is closed, since the stream cannot be resynchronised. Both are logged with a rate
+ * limit. Neither affects other connections.
+ *
+ * Back-pressure: when the pipeline is full, a connection whose next request does not fit stops
+ * being read until completions make room; when a client does not read its answers, its
+ * connection stops being read once OUTPUT_HIGH_WATER bytes of answers are waiting.
+ *
+ * Everything here runs on the event loop thread.
+ */
+#ifndef TL_INGEST_H
+#define TL_INGEST_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "pipeline.h"
+
+struct tl_ingest;
+
+/* Counters, for logs now and for metrics. */
+struct tl_ingest_stats {
+    uint64_t connections_accepted;
+    uint64_t connections_open;
+    uint64_t requests;
+    uint64_t events_accepted;
+    uint64_t events_acknowledged;
+    uint64_t events_rejected;
+    uint64_t events_failed;
+    uint64_t bad_frames;
+};
+
+/*
+ * Opens the listeners and registers them with the epoll instance epfd. partitions[t] is the
+ * partition count of topic t (equal in both regions). Returns 0, or TL_EIO / TL_EINVAL with err
+ * naming the address (for example another agent already listening on the socket).
+ */
+int tl_ingest_open(const struct tl_config *cfg, int epfd, struct tl_pipeline *pipeline,
+                   const int32_t *partitions, struct tl_ingest **out, char *err,
+                   size_t errsize);
+
+/* Answers every completed event waiting in the pipeline; call when its done fd is readable. */
+void tl_ingest_handle_completions(struct tl_ingest *ing);
+
+/* Closes the listeners (removing the socket file) and stops reading from every connection. */
+void tl_ingest_stop_accepting(struct tl_ingest *ing);
+
+/* Returns whether answers are still waiting to be written to some connection. */
+bool tl_ingest_has_pending_output(const struct tl_ingest *ing);
+
+void tl_ingest_get_stats(const struct tl_ingest *ing, struct tl_ingest_stats *stats);
+
+/* Closes every connection and frees the ingest. Events must no longer reference its batches. */
+void tl_ingest_close(struct tl_ingest *ing);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * A region: one idempotent librdkafka producer (acks=all) for one Kafka cluster, and the
+ * thread that feeds it.
+ *
+ * librdkafka talks to one cluster per client instance, so each region owns its own rd_kafka_t.
+ * The region thread takes events from the pipeline at this region's cursor, in sequence order,
+ * produces each to the partition the agent chose, and serves the producer's delivery reports,
+ * recording the result in the event's slot for this region. Waking is event-driven: the
+ * pipeline writes to wake_fd after appends, and librdkafka writes to a pipe when delivery
+ * reports are ready, so the thread sleeps in poll(2) otherwise.
+ *
+ * Every record carries the event's own headers plus:
+ *   twinlane-id      "<agent id>:<sequence number>", unique per agent across restarts
+ *   twinlane-origin  the agent's home region
+ *   twinlane-ts      acceptance time, milliseconds since the Unix epoch (also the record
+ *                    timestamp, so both regions hold the same timestamp)
+ *
+ * Threads: tl_region_open, _check_topics, _start, _stop and _close run on the main thread;
+ * everything else inside the region runs on its own thread or librdkafka's.
+ */
+#ifndef TL_REGION_H
+#define TL_REGION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "log.h"
+#include "pipeline.h"
+
+struct tl_region {
+    int index;
+    const struct tl_config *cfg;
+    const char *name;
+    char *bootstrap;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t **topics;        /* one handle per configured topic */
+    struct tl_pipeline *pipeline;
+
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stopping;
+    int wake_fd;                      /* eventfd written by the pipeline */
+    int rk_pipe[2];                   /* librdkafka signals ready delivery reports here */
+
+    /* Counters, read by any thread. */
+    atomic_uint_fast64_t produced;
+    atomic_uint_fast64_t delivered;
+    atomic_uint_fast64_t failed;
+
+    struct tl_ratelimit error_log;
+};
+
+/*
+ * Creates the region's producer for the given bootstrap servers (the region's own, or an
+ * embedded cluster's), with the configured librdkafka properties. Does not connect yet.
+ * Returns 0 or TL_EKAFKA with err naming the property librdkafka rejected.
+ */
+int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap,
+                   struct tl_pipeline *pipeline, struct tl_region **out, char *err,
+                   size_t errsize);
+
+/*
+ * Fetches metadata for every configured topic, retrying until timeout_ms, and stores each
+ * topic's partition count in partitions[topic]. Returns 0, TL_ENOTFOUND when a topic does not
+ * exist in this region, or TL_ETIMEDOUT when the cluster did not answer, with err naming the
+ * region, bootstrap servers and topic.
+ */
+int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partitions, char *err,
+                           size_t errsize);
+
+/* Starts the region thread. Returns 0 or TL_EIO. */
+int tl_region_start(struct tl_region *r, char *err, size_t errsize);
+
+/*
+ * Stops the region thread, then waits up to timeout_ms for librdkafka to deliver what it holds;
+ * events still undelivered after that are reported with RD_KAFKA_RESP_ERR__PURGE_QUEUE.
+ */
+void tl_region_stop(struct tl_region *r, int timeout_ms);
+
+/* Destroys the producer and frees the region. Accepts NULL. */
+void tl_region_close(struct tl_region *r);
+
+#endif
