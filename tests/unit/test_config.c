@@ -1,0 +1,1179 @@
+/*
+ * Unit tests of the configuration loader: one test per rejected input, each checking the
+ * status, the FILE:LINE: SETTING: prefix and the part of the message that names the fix.
+ * Further tests cover a full valid file, the defaults and the look-up helpers.
+ *
+ * Most tests fill a fixed seven-line template, so the line in an expected message is the
+ * template line of the group under test:
+ *
+ *   1 agent = { ... };
+ *   2 listen = { ... };
+ *   3 regions = (
+ *   4   { east region },
+ *   5   { west region }
+ *   6 );
+ *   7 topics = ( { ... } );
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "error.h"
+
+#define AGENT_DEFAULT "id = \"a1\"; home_region = \"east\"; data_dir = \"/tmp/tl\";"
+#define EAST_DEFAULT "name = \"east\"; bootstrap = \"embedded\";"
+#define WEST_DEFAULT "name = \"west\"; bootstrap = \"embedded\";"
+#define TOPIC_DEFAULT "name = \"events\";"
+
+/* Contents of each group in the template. NULL selects the default above. */
+struct parts {
+    const char *agent;
+    const char *listen;
+    const char *east;
+    const char *west;
+    const char *topic;
+};
+
+static struct tl_config cfg;
+static char err[1024];
+
+static int parse_text(const char *text)
+{
+    memset(err, 0, sizeof(err));
+    return tl_config_parse(text, "test.conf", &cfg, err, sizeof(err));
+}
+
+static int parse_parts(struct parts p)
+{
+    char text[8192];
+
+    snprintf(text, sizeof(text),
+             "agent = { %s };\n"
+             "listen = { %s };\n"
+             "regions = (\n"
+             "  { %s },\n"
+             "  { %s }\n"
+             ");\n"
+             "topics = ( { %s } );\n",
+             p.agent ? p.agent : AGENT_DEFAULT, p.listen ? p.listen : "",
+             p.east ? p.east : EAST_DEFAULT, p.west ? p.west : WEST_DEFAULT,
+             p.topic ? p.topic : TOPIC_DEFAULT);
+    return parse_text(text);
+}
+
+/* Fails with the whole message when err does not contain needle. */
+static void assert_err_contains(const char *needle)
+{
+    if (strstr(err, needle))
+        return;
+    print_error("message: %s\nexpected to contain: %s\n", err, needle);
+    fail();
+}
+
+static void assert_err_lacks(const char *needle)
+{
+    if (!strstr(err, needle))
+        return;
+    print_error("message: %s\nexpected not to contain: %s\n", err, needle);
+    fail();
+}
+
+static int free_config(void **state)
+{
+    (void)state;
+    tl_config_free(&cfg);
+    return 0;
+}
+
+/* --- Valid files ------------------------------------------------------------------------ */
+
+static void full_config_fills_every_field(void **state)
+{
+    (void)state;
+    const char *text =
+        "agent = {\n"
+        "  id = \"node-1.a_b\"; home_region = \"west\"; data_dir = \"/var/lib/tl\";\n"
+        "  log_level = \"debug\"; shutdown_timeout_ms = 2500;\n"
+        "  max_inflight_events = 5000; max_inflight_bytes = 68719476736L;\n"
+        "};\n"
+        "listen = {\n"
+        "  unix = \"/run/tl.sock\"; tcp = \"127.0.0.1:7411\";\n"
+        "  max_frame_bytes = 2097152; max_event_bytes = 65536; max_connections = 32;\n"
+        "};\n"
+        "regions = (\n"
+        "  { name = \"east\"; bootstrap = \"embedded\"; embedded_brokers = 4;\n"
+        "    properties = [ \"linger.ms=5\", \"compression.type=lz4\" ]; },\n"
+        "  { name = \"west\"; bootstrap = \"k1.example:9092,[2001:db8::1]:9093\";\n"
+        "    properties = [ \"linger.ms=10\" ]; }\n"
+        ");\n"
+        "topics = ( { name = \"orders\"; partitions = 12; replication_factor = 4; },\n"
+        "           { name = \"audit.log\"; } );\n";
+
+    assert_int_equal(parse_text(text), 0);
+    assert_string_equal(cfg.path, "test.conf");
+    assert_string_equal(cfg.agent_id, "node-1.a_b");
+    assert_string_equal(cfg.home_region, "west");
+    assert_string_equal(cfg.data_dir, "/var/lib/tl");
+    assert_int_equal(cfg.log_level, TL_LOG_DEBUG);
+    assert_int_equal(cfg.shutdown_timeout_ms, 2500);
+    assert_int_equal(cfg.max_inflight_events, 5000);
+    assert_int_equal(cfg.max_inflight_bytes, 68719476736ULL);
+    assert_string_equal(cfg.unix_path, "/run/tl.sock");
+    assert_string_equal(cfg.tcp_host, "127.0.0.1");
+    assert_string_equal(cfg.tcp_port, "7411");
+    assert_int_equal(cfg.max_frame_bytes, 2097152);
+    assert_int_equal(cfg.max_event_bytes, 65536);
+    assert_int_equal(cfg.max_connections, 32);
+
+    assert_string_equal(cfg.regions[0].name, "east");
+    assert_true(cfg.regions[0].embedded);
+    assert_null(cfg.regions[0].bootstrap);
+    assert_int_equal(cfg.regions[0].embedded_brokers, 4);
+    assert_int_equal(cfg.regions[0].property_count, 2);
+    assert_string_equal(cfg.regions[0].property_names[1], "compression.type");
+    assert_string_equal(cfg.regions[0].property_values[1], "lz4");
+    assert_string_equal(cfg.regions[1].name, "west");
+    assert_false(cfg.regions[1].embedded);
+    assert_string_equal(cfg.regions[1].bootstrap, "k1.example:9092,[2001:db8::1]:9093");
+    assert_int_equal(cfg.regions[1].property_count, 1);
+    assert_string_equal(cfg.regions[1].property_names[0], "linger.ms");
+    assert_string_equal(cfg.regions[1].property_values[0], "10");
+
+    assert_int_equal(cfg.topic_count, 2);
+    assert_string_equal(cfg.topics[0].name, "orders");
+    assert_int_equal(cfg.topics[0].partitions, 12);
+    assert_int_equal(cfg.topics[0].replication_factor, 4);
+    assert_string_equal(cfg.topics[1].name, "audit.log");
+}
+
+static void minimal_config_gets_defaults(void **state)
+{
+    (void)state;
+    const char *text =
+        "agent = { id = \"a1\"; home_region = \"east\"; data_dir = \"/tmp/tl\"; };\n"
+        "regions = ( { name = \"east\"; bootstrap = \"embedded\"; },\n"
+        "            { name = \"west\"; bootstrap = \"embedded\"; } );\n"
+        "topics = ( { name = \"events\"; } );\n";
+
+    assert_int_equal(parse_text(text), 0);
+    assert_int_equal(cfg.log_level, TL_LOG_INFO);
+    assert_int_equal(cfg.shutdown_timeout_ms, 10000);
+    assert_int_equal(cfg.max_inflight_events, 100000);
+    assert_int_equal(cfg.max_inflight_bytes, 256 * 1024 * 1024);
+    assert_string_equal(cfg.unix_path, "/tmp/tl/agent.sock");
+    assert_null(cfg.tcp_host);
+    assert_null(cfg.tcp_port);
+    assert_int_equal(cfg.max_frame_bytes, 4 * 1024 * 1024);
+    assert_int_equal(cfg.max_event_bytes, 1024 * 1024);
+    assert_int_equal(cfg.max_connections, 256);
+    assert_int_equal(cfg.regions[0].embedded_brokers, 3);
+    assert_int_equal(cfg.regions[0].property_count, 0);
+    assert_int_equal(cfg.topics[0].partitions, 6);
+    assert_int_equal(cfg.topics[0].replication_factor, 3);
+}
+
+static void replication_default_follows_smallest_cluster(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = "name = \"west\"; bootstrap = \"embedded\"; "
+                                 "embedded_brokers = 2;"}),
+                     0);
+    assert_int_equal(cfg.topics[0].replication_factor, 2);
+}
+
+static void replication_default_without_embedded(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .east = "name = \"east\"; bootstrap = \"e1:9092\";",
+                         .west = "name = \"west\"; bootstrap = \"w1:9092\";"}),
+                     0);
+    assert_int_equal(cfg.topics[0].replication_factor, 3);
+}
+
+static void event_default_shrinks_with_frame(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "max_frame_bytes = 4096;"}), 0);
+    assert_int_equal(cfg.max_event_bytes, 4096);
+}
+
+static void tcp_accepts_ipv6_loopback(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"[::1]:7411\";"}), 0);
+    assert_string_equal(cfg.tcp_host, "::1");
+    assert_string_equal(cfg.tcp_port, "7411");
+}
+
+static void tcp_accepts_localhost(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"localhost:1\";"}), 0);
+    assert_string_equal(cfg.tcp_host, "localhost");
+}
+
+static void tcp_accepts_whole_loopback_net(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"127.9.8.7:65535\";"}), 0);
+    assert_string_equal(cfg.tcp_host, "127.9.8.7");
+}
+
+static void unix_path_at_limit_accepted(void **state)
+{
+    (void)state;
+    char listen[256];
+    char path[108];
+    memset(path, 'p', 107);
+    path[0] = '/';
+    path[107] = '\0';
+    snprintf(listen, sizeof(listen), "unix = \"%s\";", path);
+
+    assert_int_equal(parse_parts((struct parts){.listen = listen}), 0);
+    assert_int_equal(strlen(cfg.unix_path), 107);
+}
+
+static void region_and_topic_lookup(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = "name = \"t1\"; }, { name = \"t2\";"}),
+                     0);
+    assert_int_equal(tl_config_region_index(&cfg, "east"), 0);
+    assert_int_equal(tl_config_region_index(&cfg, "west"), 1);
+    assert_int_equal(tl_config_region_index(&cfg, "north"), -1);
+    assert_int_equal(tl_config_topic_index(&cfg, "t2"), 1);
+    assert_int_equal(tl_config_topic_index(&cfg, "t3"), -1);
+}
+
+static void failed_parse_leaves_config_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = "name = \"..\";"}), TL_EINVAL);
+    assert_null(cfg.agent_id);
+    assert_null(cfg.regions[0].name);
+    assert_null(cfg.topics);
+    assert_int_equal(cfg.topic_count, 0);
+}
+
+/* --- Files ------------------------------------------------------------------------------ */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void load_reads_file_and_include(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tl-config-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char main_path[128];
+    char include_path[128];
+    snprintf(main_path, sizeof(main_path), "%s/agent.conf", dir);
+    snprintf(include_path, sizeof(include_path), "%s/topics.conf", dir);
+    write_file(include_path, "topics = ( { name = \"included\"; } );\n");
+    write_file(main_path,
+               "agent = { " AGENT_DEFAULT " };\n"
+               "regions = ( { " EAST_DEFAULT " }, { " WEST_DEFAULT " } );\n"
+               "@include \"topics.conf\"\n");
+
+    int rc = tl_config_load(main_path, &cfg, err, sizeof(err));
+    unlink(include_path);
+    unlink(main_path);
+    rmdir(dir);
+
+    assert_int_equal(rc, 0);
+    assert_string_equal(cfg.path, main_path);
+    assert_string_equal(cfg.topics[0].name, "included");
+}
+
+static void load_missing_file_not_found(void **state)
+{
+    (void)state;
+    assert_int_equal(tl_config_load("/nonexistent/agent.conf", &cfg, err, sizeof(err)),
+                     TL_ENOTFOUND);
+    assert_err_contains("/nonexistent/agent.conf: ");
+    assert_err_contains("No such file or directory");
+}
+
+static void load_directory_is_io_error(void **state)
+{
+    (void)state;
+    assert_int_equal(tl_config_load("/tmp", &cfg, err, sizeof(err)), TL_EIO);
+    assert_err_contains("/tmp: not a regular file");
+}
+
+static void load_reports_path_on_syntax_error(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/tl-config-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path, "agent = {\n  id = ;\n};\n");
+
+    int rc = tl_config_load(path, &cfg, err, sizeof(err));
+    unlink(path);
+
+    assert_int_equal(rc, TL_EINVAL);
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "%s:2: syntax error", path);
+    assert_err_contains(prefix);
+}
+
+/* --- Syntax and structure --------------------------------------------------------------- */
+
+static void syntax_error_names_line(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = {\n  id = \"a1\"\n  home_region = ;\n};\n"), TL_EINVAL);
+    assert_err_contains("test.conf:3: syntax error");
+}
+
+static void unknown_top_level_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agnet = { };\n"), TL_EINVAL);
+    assert_err_contains("test.conf:1: agnet: unknown setting");
+    assert_err_contains("agent, listen, regions, topics");
+}
+
+static void agent_group_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("topics = ( );\n"), TL_EINVAL);
+    assert_err_contains("test.conf: agent: missing");
+}
+
+static void agent_not_a_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = 5;\n"), TL_EINVAL);
+    assert_err_contains("test.conf:1: agent: expected a group { ... }, found an integer (5)");
+}
+
+/* --- agent ------------------------------------------------------------------------------ */
+
+static void agent_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.agent = AGENT_DEFAULT " log_lvl = \"info\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.log_lvl: unknown setting");
+    assert_err_contains("id, home_region, data_dir, log_level");
+}
+
+static void agent_id_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "home_region = \"east\"; data_dir = \"/tmp/tl\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.id: missing");
+}
+
+static void agent_id_wrong_type(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "id = 7; home_region = \"east\"; data_dir = \"/tmp/tl\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.id: expected a string");
+    assert_err_contains("found an integer (7)");
+}
+
+static void agent_id_invalid_character(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "id = \"a/b\"; home_region = \"east\"; data_dir = \"/x\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.id: \"a/b\" contains '/' at position 2");
+    assert_err_contains("[A-Za-z0-9._-]");
+}
+
+static void agent_id_too_long(void **state)
+{
+    (void)state;
+    char agent[256];
+    char id[66];
+    memset(id, 'i', 65);
+    id[65] = '\0';
+    snprintf(agent, sizeof(agent), "id = \"%s\"; home_region = \"east\"; data_dir = \"/x\";",
+             id);
+
+    assert_int_equal(parse_parts((struct parts){.agent = agent}), TL_EINVAL);
+    assert_err_contains("agent.id: ");
+    assert_err_contains("is 65 characters long; the maximum is 64");
+}
+
+static void agent_id_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "id = \"\"; home_region = \"east\"; data_dir = \"/x\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.id: empty");
+}
+
+static void home_region_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.agent = "id = \"a1\"; data_dir = \"/x\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.home_region: missing");
+}
+
+static void home_region_not_a_region(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "id = \"a1\"; home_region = \"north\"; data_dir = \"/x\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.home_region: \"north\" is not one of the regions "
+                        "(\"east\", \"west\")");
+}
+
+static void data_dir_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "id = \"a1\"; home_region = \"east\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.data_dir: missing");
+}
+
+static void data_dir_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = "id = \"a1\"; home_region = \"east\"; data_dir = \"\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.data_dir: empty");
+}
+
+static void log_level_unknown_name(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.agent = AGENT_DEFAULT " log_level = \"trace\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.log_level: \"trace\" is not a log level");
+    assert_err_contains("\"error\", \"warn\", \"info\" or \"debug\"");
+}
+
+static void shutdown_timeout_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " shutdown_timeout_ms = 600001;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.shutdown_timeout_ms: 600001 is out of range; "
+                        "accepted values are 0 to 600000");
+}
+
+static void shutdown_timeout_negative(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " shutdown_timeout_ms = -1;"}),
+                     TL_EINVAL);
+    assert_err_contains("agent.shutdown_timeout_ms: -1 is out of range");
+}
+
+static void shutdown_timeout_float_rejected(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " shutdown_timeout_ms = 1.5;"}),
+                     TL_EINVAL);
+    assert_err_contains("agent.shutdown_timeout_ms: expected an integer, found a "
+                        "floating-point number (1.5)");
+}
+
+static void inflight_events_zero_rejected(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " max_inflight_events = 0;"}),
+                     TL_EINVAL);
+    assert_err_contains("agent.max_inflight_events: 0 is out of range; accepted values are 1 "
+                        "to 10000000");
+}
+
+static void inflight_bytes_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " max_inflight_bytes = 1048575;"}),
+                     TL_EINVAL);
+    assert_err_contains("agent.max_inflight_bytes: 1048575 is out of range; accepted values "
+                        "are 1048576 (1 MiB) to 68719476736 (64 GiB) bytes");
+}
+
+static void inflight_bytes_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " max_inflight_bytes = 68719476737L;"}),
+                     TL_EINVAL);
+    assert_err_contains("agent.max_inflight_bytes: 68719476737 is out of range");
+}
+
+static void wide_integer_needs_suffix(void **state)
+{
+    (void)state;
+    /* libconfig 1.5 would read 4296015872 as 1048576, a valid value. */
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " max_inflight_bytes = 4296015872;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.max_inflight_bytes: 4296015872 does not fit in "
+                        "32 bits");
+    assert_err_contains("write 4296015872L");
+}
+
+/* --- listen ----------------------------------------------------------------------------- */
+
+static void listen_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "port = 7411;"}), TL_EINVAL);
+    assert_err_contains("test.conf:2: listen.port: unknown setting");
+    assert_err_contains("unix, tcp, max_frame_bytes");
+}
+
+static void unix_path_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "unix = \"\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:2: listen.unix: empty");
+}
+
+static void unix_path_too_long(void **state)
+{
+    (void)state;
+    char listen[256];
+    char path[109];
+    memset(path, 'p', 108);
+    path[0] = '/';
+    path[108] = '\0';
+    snprintf(listen, sizeof(listen), "unix = \"%s\";", path);
+
+    assert_int_equal(parse_parts((struct parts){.listen = listen}), TL_EINVAL);
+    assert_err_contains("test.conf:2: listen.unix: the path is 108 bytes long");
+    assert_err_contains("at most 107 bytes");
+}
+
+static void default_unix_path_too_long(void **state)
+{
+    (void)state;
+    char agent[256];
+    char dir[101];
+    memset(dir, 'd', 100);
+    dir[0] = '/';
+    dir[100] = '\0';
+    snprintf(agent, sizeof(agent), "id = \"a1\"; home_region = \"east\"; data_dir = \"%s\";",
+             dir);
+
+    assert_int_equal(parse_parts((struct parts){.agent = agent}), TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.data_dir: the default socket path");
+    assert_err_contains("is 111 bytes long");
+    assert_err_contains("set listen.unix to a shorter path");
+}
+
+static void tcp_rejects_public_address(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"0.0.0.0:7411\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: listen.tcp: \"0.0.0.0:7411\" is not a loopback address");
+}
+
+static void tcp_rejects_missing_port(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"127.0.0.1\";"}), TL_EINVAL);
+    assert_err_contains("listen.tcp: \"127.0.0.1\" is not host:port");
+}
+
+static void tcp_rejects_port_zero(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"127.0.0.1:0\";"}),
+                     TL_EINVAL);
+    assert_err_contains("listen.tcp: \"127.0.0.1:0\" has an invalid port; use a number from 1 "
+                        "to 65535");
+}
+
+static void tcp_rejects_port_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"127.0.0.1:65536\";"}),
+                     TL_EINVAL);
+    assert_err_contains("has an invalid port");
+}
+
+static void tcp_rejects_unbracketed_ipv6(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "tcp = \"::1:7411\";"}), TL_EINVAL);
+    assert_err_contains("listen.tcp: \"::1:7411\" has an IPv6 address without brackets");
+}
+
+static void frame_bytes_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "max_frame_bytes = 1023;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: listen.max_frame_bytes: 1023 is out of range; accepted "
+                        "values are 1024 (1 KiB) to 67108864 (64 MiB) bytes");
+}
+
+static void event_bytes_above_frame(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .listen = "max_frame_bytes = 65536; max_event_bytes = 65537;"}),
+                     TL_EINVAL);
+    assert_err_contains("listen.max_event_bytes: 65537 is larger than listen.max_frame_bytes "
+                        "(65536)");
+}
+
+static void event_bytes_zero_rejected(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "max_event_bytes = 0;"}), TL_EINVAL);
+    assert_err_contains("listen.max_event_bytes: 0 is out of range");
+}
+
+static void connections_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "max_connections = 65537;"}),
+                     TL_EINVAL);
+    assert_err_contains("listen.max_connections: 65537 is out of range; accepted values are 1 "
+                        "to 65536");
+}
+
+/* --- regions ---------------------------------------------------------------------------- */
+
+static void regions_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"), TL_EINVAL);
+    assert_err_contains("test.conf: regions: missing");
+}
+
+static void regions_not_a_list(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\nregions = { };\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: regions: expected a list of groups");
+    assert_err_contains("found a group");
+}
+
+static void regions_count_not_two(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "regions = ( { " EAST_DEFAULT " } );\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: regions: found 1 region; this version writes to exactly "
+                        "2 regions");
+}
+
+static void region_not_a_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "regions = ( \"east\", \"west\" );\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: regions.[0]: expected a group");
+    assert_err_contains("found a string (\"east\")");
+}
+
+static void region_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.west = WEST_DEFAULT " brokers = 3;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:5: regions.[1].brokers: unknown setting");
+    assert_err_contains("name, bootstrap, embedded_brokers, properties");
+}
+
+static void region_name_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.east = "bootstrap = \"embedded\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:4: regions.[0].name: missing");
+}
+
+static void region_name_invalid_character(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .east = "name = \"us.east\"; bootstrap = \"embedded\";"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[0].name: \"us.east\" contains '.' at position 3; use only "
+                        "[A-Za-z0-9_-]");
+}
+
+static void region_name_duplicate(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.west = EAST_DEFAULT}), TL_EINVAL);
+    assert_err_contains("test.conf:5: regions.[1].name: \"east\" is already used by "
+                        "regions.[0]; region names must be unique");
+}
+
+static void bootstrap_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.west = "name = \"west\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:5: regions.[1].bootstrap: missing");
+}
+
+static void bootstrap_entry_without_port(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = "name = \"west\"; bootstrap = \"w1:9092,w2\";"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].bootstrap: entry 2, \"w2\", is not host:port");
+}
+
+static void bootstrap_entry_bad_port(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = "name = \"west\"; bootstrap = \"w1:90920\";"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].bootstrap: entry 1, \"w1:90920\", has an invalid port");
+}
+
+static void bootstrap_empty_entry(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = "name = \"west\"; bootstrap = \"w1:9092,,w2:9092\";"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].bootstrap: entry 2 is empty");
+}
+
+static void bootstrap_invalid_host(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = "name = \"west\"; bootstrap = \"w 1:9092\";"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].bootstrap: entry 1, \"w 1:9092\", has an invalid host");
+}
+
+static void embedded_brokers_with_real_bootstrap(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = "name = \"west\"; bootstrap = \"w1:9092\"; "
+                                 "embedded_brokers = 3;"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].embedded_brokers: set, but this region's bootstrap names "
+                        "real brokers");
+}
+
+static void embedded_brokers_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.west = WEST_DEFAULT " embedded_brokers = 17;"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].embedded_brokers: 17 is out of range; accepted values are "
+                        "1 to 16");
+}
+
+static void properties_single_string(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = \"sasl.password=hunter2\";"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].properties: expected an array of \"name=value\" strings, "
+                        "found a single string");
+    assert_err_lacks("hunter2");
+}
+
+static void property_not_a_string(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.west = WEST_DEFAULT " properties = ( 5 );"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].properties.[0]: expected a string \"name=value\", found an "
+                        "integer (5)");
+}
+
+static void property_without_equals(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"linger.ms\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:5: regions.[1].properties.[0]: \"linger.ms\" has no '='");
+}
+
+static void property_without_equals_hides_secret(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"sasl.password:hunter2\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("\"(value hidden)\" has no '='");
+    assert_err_lacks("hunter2");
+}
+
+static void property_empty_name(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"=hunter2\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].properties.[0]: the property name before '=' is empty");
+    assert_err_lacks("hunter2");
+}
+
+static void property_unknown_to_librdkafka(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"linger.mss=5\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].properties.[0]: librdkafka rejected \"linger.mss=5\": No "
+                        "such configuration property");
+}
+
+static void property_invalid_value(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"compression.type=zzz\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("librdkafka rejected \"compression.type=zzz\": Invalid value");
+}
+
+static void property_secret_value_hidden(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"my.secret=hunter2\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("librdkafka rejected \"my.secret=(value hidden)\"");
+    assert_err_lacks("hunter2");
+}
+
+static void property_callback_rejected(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"dr_msg_cb=x\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("librdkafka rejected \"dr_msg_cb=x\"");
+}
+
+static void property_owned_bootstrap_servers(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"bootstrap.servers=a:1\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].properties.[0]: property \"bootstrap.servers\" cannot be "
+                        "set here");
+    assert_err_contains("put the broker list in bootstrap");
+}
+
+static void property_owned_by_agent(void **state)
+{
+    (void)state;
+    static const char *const owned[] = {"metadata.broker.list=a:1", "enable.idempotence=false",
+                                        "acks=1", "request.required.acks=1",
+                                        "partitioner=random", "transactional.id=t"};
+
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+        char west[256];
+        snprintf(west, sizeof(west), WEST_DEFAULT " properties = [ \"%s\" ];", owned[i]);
+        assert_int_equal(parse_parts((struct parts){.west = west}), TL_EINVAL);
+        assert_err_contains("cannot be set here");
+    }
+}
+
+static void property_set_twice(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " properties = [ \"linger.ms=5\", "
+                                              "\"linger.ms=6\" ];"}),
+                     TL_EINVAL);
+    assert_err_contains("regions.[1].properties.[1]: property \"linger.ms\" is already set by "
+                        "properties.[0]");
+}
+
+/* --- topics ----------------------------------------------------------------------------- */
+
+static void topics_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "regions = ( { " EAST_DEFAULT " }, { " WEST_DEFAULT " } );\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf: topics: missing");
+}
+
+static void topics_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "regions = ( { " EAST_DEFAULT " }, { " WEST_DEFAULT " } );\n"
+                                "topics = ( );\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:3: topics: empty");
+}
+
+static void topic_not_a_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "regions = ( { " EAST_DEFAULT " }, { " WEST_DEFAULT " } );\n"
+                                "topics = ( \"events\" );\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:3: topics.[0]: expected a group");
+}
+
+static void topic_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = TOPIC_DEFAULT " replicas = 3;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:7: topics.[0].replicas: unknown setting");
+    assert_err_contains("name, partitions, replication_factor");
+}
+
+static void topic_name_missing(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = "partitions = 3;"}), TL_EINVAL);
+    assert_err_contains("test.conf:7: topics.[0].name: missing");
+}
+
+static void topic_name_invalid_character(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = "name = \"my topic\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:7: topics.[0].name: topic name \"my topic\" contains ' ' at "
+                        "position 3");
+}
+
+static void topic_name_reserved(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = "name = \"..\";"}), TL_EINVAL);
+    assert_err_contains("topics.[0].name: topic name \"..\" is reserved");
+}
+
+static void topic_name_duplicate(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .topic = "name = \"t1\"; }, { name = \"t1\";"}),
+                     TL_EINVAL);
+    assert_err_contains("topics.[1].name: \"t1\" is already used by topics.[0]");
+}
+
+static void partitions_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = TOPIC_DEFAULT " partitions = 10001;"}),
+                     TL_EINVAL);
+    assert_err_contains("topics.[0].partitions: 10001 is out of range; accepted values are 1 "
+                        "to 10000");
+}
+
+static void replication_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .topic = TOPIC_DEFAULT " replication_factor = 17;"}),
+                     TL_EINVAL);
+    assert_err_contains("topics.[0].replication_factor: 17 is out of range");
+}
+
+static void replication_exceeds_embedded_brokers(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .west = WEST_DEFAULT " embedded_brokers = 2;",
+                         .topic = TOPIC_DEFAULT " replication_factor = 3;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:7: topics.[0].replication_factor: 3 is larger than the 2 "
+                        "embedded brokers of region \"west\"");
+}
+
+/* --- tl_topic_name_valid ---------------------------------------------------------------- */
+
+static void topic_name_valid_accepts_max_length(void **state)
+{
+    (void)state;
+    char name[TL_TOPIC_NAME_MAX];
+    memset(name, 'a', sizeof(name));
+    assert_true(tl_topic_name_valid(name, sizeof(name), err, sizeof(err)));
+}
+
+static void topic_name_valid_rejects_250_chars(void **state)
+{
+    (void)state;
+    char name[TL_TOPIC_NAME_MAX + 1];
+    memset(name, 'a', sizeof(name));
+    assert_false(tl_topic_name_valid(name, sizeof(name), err, sizeof(err)));
+    assert_err_contains("is 250 characters long; Kafka accepts at most 249");
+}
+
+static void topic_name_valid_rejects_empty(void **state)
+{
+    (void)state;
+    assert_false(tl_topic_name_valid("", 0, err, sizeof(err)));
+    assert_err_contains("the topic name is empty");
+}
+
+static void topic_name_valid_rejects_dot(void **state)
+{
+    (void)state;
+    assert_false(tl_topic_name_valid(".", 1, err, sizeof(err)));
+    assert_err_contains("is reserved");
+}
+
+static void topic_name_valid_rejects_control_byte(void **state)
+{
+    (void)state;
+    assert_false(tl_topic_name_valid("a\nb", 3, err, sizeof(err)));
+    assert_err_contains("contains byte \\x0a at position 2");
+}
+
+static void topic_name_valid_honours_length(void **state)
+{
+    (void)state;
+    /* Only the first len bytes count, so a longer buffer is fine. */
+    assert_true(tl_topic_name_valid("a.b-c_D9 ignored", 8, err, sizeof(err)));
+}
+
+#define CONFIG_TEST(fn) cmocka_unit_test_teardown(fn, free_config)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        CONFIG_TEST(full_config_fills_every_field),
+        CONFIG_TEST(minimal_config_gets_defaults),
+        CONFIG_TEST(replication_default_follows_smallest_cluster),
+        CONFIG_TEST(replication_default_without_embedded),
+        CONFIG_TEST(event_default_shrinks_with_frame),
+        CONFIG_TEST(tcp_accepts_ipv6_loopback),
+        CONFIG_TEST(tcp_accepts_localhost),
+        CONFIG_TEST(tcp_accepts_whole_loopback_net),
+        CONFIG_TEST(unix_path_at_limit_accepted),
+        CONFIG_TEST(region_and_topic_lookup),
+        CONFIG_TEST(failed_parse_leaves_config_empty),
+        CONFIG_TEST(load_reads_file_and_include),
+        CONFIG_TEST(load_missing_file_not_found),
+        CONFIG_TEST(load_directory_is_io_error),
+        CONFIG_TEST(load_reports_path_on_syntax_error),
+        CONFIG_TEST(syntax_error_names_line),
+        CONFIG_TEST(unknown_top_level_setting),
+        CONFIG_TEST(agent_group_missing),
+        CONFIG_TEST(agent_not_a_group),
+        CONFIG_TEST(agent_unknown_setting),
+        CONFIG_TEST(agent_id_missing),
+        CONFIG_TEST(agent_id_wrong_type),
+        CONFIG_TEST(agent_id_invalid_character),
+        CONFIG_TEST(agent_id_too_long),
+        CONFIG_TEST(agent_id_empty),
+        CONFIG_TEST(home_region_missing),
+        CONFIG_TEST(home_region_not_a_region),
+        CONFIG_TEST(data_dir_missing),
+        CONFIG_TEST(data_dir_empty),
+        CONFIG_TEST(log_level_unknown_name),
+        CONFIG_TEST(shutdown_timeout_above_range),
+        CONFIG_TEST(shutdown_timeout_negative),
+        CONFIG_TEST(shutdown_timeout_float_rejected),
+        CONFIG_TEST(inflight_events_zero_rejected),
+        CONFIG_TEST(inflight_bytes_below_range),
+        CONFIG_TEST(inflight_bytes_above_range),
+        CONFIG_TEST(wide_integer_needs_suffix),
+        CONFIG_TEST(listen_unknown_setting),
+        CONFIG_TEST(unix_path_empty),
+        CONFIG_TEST(unix_path_too_long),
+        CONFIG_TEST(default_unix_path_too_long),
+        CONFIG_TEST(tcp_rejects_public_address),
+        CONFIG_TEST(tcp_rejects_missing_port),
+        CONFIG_TEST(tcp_rejects_port_zero),
+        CONFIG_TEST(tcp_rejects_port_above_range),
+        CONFIG_TEST(tcp_rejects_unbracketed_ipv6),
+        CONFIG_TEST(frame_bytes_below_range),
+        CONFIG_TEST(event_bytes_above_frame),
+        CONFIG_TEST(event_bytes_zero_rejected),
+        CONFIG_TEST(connections_above_range),
+        CONFIG_TEST(regions_missing),
+        CONFIG_TEST(regions_not_a_list),
+        CONFIG_TEST(regions_count_not_two),
+        CONFIG_TEST(region_not_a_group),
+        CONFIG_TEST(region_unknown_setting),
+        CONFIG_TEST(region_name_missing),
+        CONFIG_TEST(region_name_invalid_character),
+        CONFIG_TEST(region_name_duplicate),
+        CONFIG_TEST(bootstrap_missing),
+        CONFIG_TEST(bootstrap_entry_without_port),
+        CONFIG_TEST(bootstrap_entry_bad_port),
+        CONFIG_TEST(bootstrap_empty_entry),
+        CONFIG_TEST(bootstrap_invalid_host),
+        CONFIG_TEST(embedded_brokers_with_real_bootstrap),
+        CONFIG_TEST(embedded_brokers_above_range),
+        CONFIG_TEST(properties_single_string),
+        CONFIG_TEST(property_not_a_string),
+        CONFIG_TEST(property_without_equals),
+        CONFIG_TEST(property_without_equals_hides_secret),
+        CONFIG_TEST(property_empty_name),
+        CONFIG_TEST(property_unknown_to_librdkafka),
+        CONFIG_TEST(property_invalid_value),
+        CONFIG_TEST(property_secret_value_hidden),
+        CONFIG_TEST(property_callback_rejected),
+        CONFIG_TEST(property_owned_bootstrap_servers),
+        CONFIG_TEST(property_owned_by_agent),
+        CONFIG_TEST(property_set_twice),
+        CONFIG_TEST(topics_missing),
+        CONFIG_TEST(topics_empty),
+        CONFIG_TEST(topic_not_a_group),
+        CONFIG_TEST(topic_unknown_setting),
+        CONFIG_TEST(topic_name_missing),
+        CONFIG_TEST(topic_name_invalid_character),
+        CONFIG_TEST(topic_name_reserved),
+        CONFIG_TEST(topic_name_duplicate),
+        CONFIG_TEST(partitions_above_range),
+        CONFIG_TEST(replication_above_range),
+        CONFIG_TEST(replication_exceeds_embedded_brokers),
+        CONFIG_TEST(topic_name_valid_accepts_max_length),
+        CONFIG_TEST(topic_name_valid_rejects_250_chars),
+        CONFIG_TEST(topic_name_valid_rejects_empty),
+        CONFIG_TEST(topic_name_valid_rejects_dot),
+        CONFIG_TEST(topic_name_valid_rejects_control_byte),
+        CONFIG_TEST(topic_name_valid_honours_length),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
