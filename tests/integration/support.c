@@ -1,0 +1,316 @@
+/*
+ * Integration test helpers: child processes and reading regions back with a librdkafka
+ * consumer (assign every partition from the start, read to the high watermark).
+ */
+#include "support.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("integration test: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void it_make_dir(const char *name, char *out, size_t outsize)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, outsize, "%s/twinlane-it-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
+    if (!mkdtemp(out))
+        die("mkdtemp %s: %s", out, strerror(errno));
+}
+
+char *it_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16;
+    size_t n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+void it_agent_dump_log(const struct it_agent *a)
+{
+    char *log = it_read_file(a->log, NULL);
+    fprintf(stderr, "---- agent log %s ----\n%s---- end of agent log ----\n", a->log,
+            log ? log : "(unreadable)\n");
+    free(log);
+}
+
+static void write_config(struct it_agent *a, const char *text)
+{
+    FILE *f = fopen(a->config, "w");
+    if (!f)
+        die("cannot write %s: %s", a->config, strerror(errno));
+    for (const char *p = text; *p;) {
+        if (strncmp(p, "@DIR@", 5) == 0) {
+            fputs(a->dir, f);
+            p += 5;
+        } else {
+            fputc(*p++, f);
+        }
+    }
+    fclose(f);
+}
+
+static bool read_first_line(const char *path, char *out, size_t outsize)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(out, (int)outsize, f) != NULL;
+    fclose(f);
+    if (ok)
+        out[strcspn(out, "\n")] = '\0';
+    return ok && out[0];
+}
+
+void it_agent_start(struct it_agent *a, const char *name, const char *config_text,
+                    const char *const embedded[2])
+{
+    memset(a, 0, sizeof(*a));
+    it_make_dir(name, a->dir, sizeof(a->dir));
+    snprintf(a->config, sizeof(a->config), "%s/agent.conf", a->dir);
+    snprintf(a->log, sizeof(a->log), "%s/agent.log", a->dir);
+    snprintf(a->socket, sizeof(a->socket), "%s/data/agent.sock", a->dir);
+    write_config(a, config_text);
+
+    a->pid = fork();
+    if (a->pid < 0)
+        die("fork: %s", strerror(errno));
+    if (a->pid == 0) {
+        int fd = open(a->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        execl(TL_AGENT_BIN, "twinlane-agent", "-c", a->config, (char *)NULL);
+        _exit(127);
+    }
+
+    int64_t deadline = now_ms() + 60000;
+    for (;;) {
+        bool ready = access(a->socket, F_OK) == 0;
+        for (int r = 0; r < 2 && embedded && ready; r++) {
+            if (!embedded[r])
+                continue;
+            char path[600];
+            snprintf(path, sizeof(path), "%s/data/%s.bootstrap", a->dir, embedded[r]);
+            ready = read_first_line(path, a->bootstrap[r], sizeof(a->bootstrap[r]));
+        }
+        if (ready)
+            return;
+        if (!it_agent_alive(a)) {
+            it_agent_dump_log(a);
+            die("agent exited during start-up");
+        }
+        if (now_ms() > deadline) {
+            it_agent_dump_log(a);
+            die("agent not ready after 60 s");
+        }
+        usleep(20000);
+    }
+}
+
+bool it_agent_alive(struct it_agent *a)
+{
+    if (a->pid <= 0)
+        return false;
+    int status;
+    pid_t rc = waitpid(a->pid, &status, WNOHANG);
+    if (rc == a->pid) {
+        a->pid = -(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) - 1;
+        return false;
+    }
+    return rc == 0;
+}
+
+static int wait_status(pid_t pid, int timeout_s)
+{
+    int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
+    int status;
+    for (;;) {
+        pid_t rc = waitpid(pid, &status, WNOHANG);
+        if (rc == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        usleep(10000);
+    }
+}
+
+int it_agent_stop(struct it_agent *a)
+{
+    if (a->pid < 0)
+        return -a->pid - 1; /* already reaped by it_agent_alive */
+    kill(a->pid, SIGTERM);
+    int rc = wait_status(a->pid, 60);
+    a->pid = 0;
+    if (rc == -1)
+        die("agent did not stop within 60 s of SIGTERM");
+    return rc;
+}
+
+int it_run(char *const argv[], const char *out_path, const char *err_path, int timeout_s)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        dup2(in, STDIN_FILENO);
+        dup2(out, STDOUT_FILENO);
+        dup2(err, STDERR_FILENO);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    return wait_status(pid, timeout_s);
+}
+
+static char *dup_bytes(const void *p, size_t len)
+{
+    char *s = malloc(len + 1);
+    if (len)
+        memcpy(s, p, len);
+    s[len] = '\0';
+    return s;
+}
+
+static char *header_value(rd_kafka_message_t *m, const char *name)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *v;
+    size_t len;
+    if (rd_kafka_message_headers(m, &hdrs) != 0)
+        return NULL;
+    if (rd_kafka_header_get_last(hdrs, name, &v, &len) != 0)
+        return NULL;
+    return dup_bytes(v, len);
+}
+
+void it_consume(const char *bootstrap, const char *topic, struct it_records *out)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", "twinlane-integration-test", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        die("consumer: %s", errstr);
+
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != 0 || md->topic_cnt != 1 ||
+        md->topics[0].err)
+        die("metadata for topic %s at %s failed", topic, bootstrap);
+    int partitions = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(partitions);
+    int64_t *high = calloc((size_t)partitions, sizeof(*high));
+    size_t expected = 0;
+    for (int p = 0; p < partitions; p++) {
+        int64_t low;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &low, &high[p], 10000) != 0)
+            die("watermarks of %s [%d] at %s failed", topic, p, bootstrap);
+        expected += (size_t)(high[p] - low);
+        rd_kafka_topic_partition_list_add(assign, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_assign(rk, assign);
+    rd_kafka_topic_partition_list_destroy(assign);
+
+    out->items = calloc(expected ? expected : 1, sizeof(*out->items));
+    out->count = 0;
+    int64_t deadline = now_ms() + 120000;
+    while (out->count < expected) {
+        if (now_ms() > deadline)
+            die("read %zu of %zu records of %s at %s within 120 s", out->count, expected, topic,
+                bootstrap);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fprintf(stderr, "consumer: %s\n", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (m->offset < high[m->partition]) {
+            struct it_record *r = &out->items[out->count++];
+            r->partition = m->partition;
+            r->offset = m->offset;
+            r->key = m->key ? dup_bytes(m->key, m->key_len) : NULL;
+            r->key_len = m->key_len;
+            r->value = dup_bytes(m->payload, m->len);
+            r->value_len = m->len;
+            r->id = header_value(m, "twinlane-id");
+            r->origin = header_value(m, "twinlane-origin");
+            char *ts = header_value(m, "twinlane-ts");
+            r->has_ts = ts != NULL;
+            free(ts);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(high);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+void it_records_free(struct it_records *r)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        free(r->items[i].key);
+        free(r->items[i].value);
+        free(r->items[i].id);
+        free(r->items[i].origin);
+    }
+    free(r->items);
+    r->items = NULL;
+    r->count = 0;
+}

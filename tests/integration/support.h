@@ -1,0 +1,77 @@
+/*
+ * Helpers for integration tests: run twinlane-agent as a child process with a generated
+ * configuration, run other commands, and read back every record of a topic from a region.
+ *
+ * Paths of the programs under test come from the build (TL_AGENT_BIN, TL_CLI_BIN); the
+ * helpers abort the test with a message naming what failed.
+ */
+#ifndef TL_IT_SUPPORT_H
+#define TL_IT_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct it_agent {
+    pid_t pid;
+    char dir[256];          /* temporary directory holding config, data and log */
+    char config[320];
+    char log[320];
+    char socket[320];
+    char bootstrap[2][512]; /* per region, for embedded regions */
+};
+
+/* One record read back from a region. */
+struct it_record {
+    int32_t partition;
+    int64_t offset;
+    char *key;              /* NUL-terminated copy; NULL for a null key */
+    size_t key_len;
+    char *value;
+    size_t value_len;
+    char *id;               /* twinlane-id header, NULL if missing */
+    char *origin;           /* twinlane-origin header, NULL if missing */
+    bool has_ts;            /* twinlane-ts header present */
+};
+
+struct it_records {
+    struct it_record *items;
+    size_t count;
+};
+
+/* Creates a fresh temporary directory under $TMPDIR (default /tmp) named after the test. */
+void it_make_dir(const char *name, char *out, size_t outsize);
+
+/*
+ * Writes config_text (with every "@DIR@" replaced by the agent's directory) and starts the
+ * agent. Waits up to 60 s for its socket and, for each region name in embedded[], the
+ * bootstrap file. Fails the test if the agent exits or times out, printing its log.
+ */
+void it_agent_start(struct it_agent *a, const char *name, const char *config_text,
+                    const char *const embedded[2]);
+
+/* Sends SIGTERM and returns the exit status (or 128 + signal), failing after 60 s. */
+int it_agent_stop(struct it_agent *a);
+
+/* Returns true while the agent process is alive. */
+bool it_agent_alive(struct it_agent *a);
+
+/* Prints the agent's log to stderr, for failure diagnosis. */
+void it_agent_dump_log(const struct it_agent *a);
+
+/*
+ * Runs argv[0] with arguments, stdout to out_path and stderr to err_path (either may be NULL
+ * for /dev/null), and returns its exit status, or -1 if it did not finish in timeout_s.
+ */
+int it_run(char *const argv[], const char *out_path, const char *err_path, int timeout_s);
+
+/* Reads every record of topic from the beginning up to the high watermark of each partition. */
+void it_consume(const char *bootstrap, const char *topic, struct it_records *out);
+
+void it_records_free(struct it_records *r);
+
+/* Reads a whole file into a NUL-terminated buffer the caller frees; NULL if unreadable. */
+char *it_read_file(const char *path, size_t *len);
+
+#endif

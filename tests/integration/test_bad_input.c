@@ -1,0 +1,314 @@
+/*
+ * Bad input against a running agent: malformed, oversized and truncated frames, rejected
+ * events, and start-up checks on the regions' topics. Valid traffic on other connections (and
+ * on the same connection after a malformed frame) must land in both regions, and the agent
+ * must stay up.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "frame.h"
+#include "support.h"
+#include "twinlane/client.h"
+
+static const char *const CONFIG =
+    "agent = { id = \"it-bad\"; home_region = \"east\"; data_dir = \"@DIR@/data\"; };\n"
+    "listen = { max_frame_bytes = 65536; max_event_bytes = 1024; };\n"
+    "regions = ( { name = \"east\"; bootstrap = \"embedded\"; embedded_brokers = 1; },\n"
+    "            { name = \"west\"; bootstrap = \"embedded\"; embedded_brokers = 1; } );\n"
+    "topics = ( { name = \"events\"; partitions = 3; } );\n";
+
+static int connect_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void send_all(int fd, const void *data, size_t len)
+{
+    assert_int_equal(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* Reads one response frame; returns NULL at end of stream. */
+static Twinlane__ProduceResponse *read_response(int fd)
+{
+    struct tl_frame_reader r;
+    const uint8_t *payload;
+    size_t len;
+    uint8_t buf[4096];
+    Twinlane__ProduceResponse *resp = NULL;
+
+    tl_frame_reader_init(&r, 1 << 20);
+    for (;;) {
+        if (tl_frame_reader_next(&r, &payload, &len, NULL, 0) == 1) {
+            assert_int_equal(tl_frame_decode_response(payload, len, &resp, NULL, 0), 0);
+            break;
+        }
+        /* One byte at a time, so no byte of a following frame is consumed here. */
+        ssize_t n = recv(fd, buf, 1, 0);
+        if (n <= 0)
+            break;
+        tl_frame_reader_feed(&r, buf, (size_t)n);
+    }
+    tl_frame_reader_free(&r);
+    return resp;
+}
+
+/* Sends a request with one keyed event to topic "events". */
+static void send_one_event(int fd, uint64_t batch_id, const char *value)
+{
+    Twinlane__Event ev = TWINLANE__EVENT__INIT;
+    Twinlane__Event *evs[1] = {&ev};
+    Twinlane__ProduceRequest req = TWINLANE__PRODUCE_REQUEST__INIT;
+    struct tl_buf buf;
+
+    ev.topic = "events";
+    ev.has_key = true;
+    ev.key.data = (uint8_t *)"raw";
+    ev.key.len = 3;
+    ev.has_value = true;
+    ev.value.data = (uint8_t *)value;
+    ev.value.len = strlen(value);
+    req.batch_id = batch_id;
+    req.n_events = 1;
+    req.events = evs;
+    tl_buf_init(&buf);
+    tl_frame_append(&buf, &req.base);
+    send_all(fd, buf.data, buf.len);
+    tl_buf_free(&buf);
+}
+
+struct tally {
+    size_t by_status[8];
+    int status_of[16]; /* per opaque index for the mixed batch */
+};
+
+static void on_result(void *ctx, const struct tl_client_result *r)
+{
+    struct tally *t = ctx;
+    t->by_status[r->status]++;
+    intptr_t idx = (intptr_t)r->opaque;
+    if (idx > 0 && idx < 16)
+        t->status_of[idx] = r->status;
+}
+
+static size_t count_in_log(const char *log_path, const char *needle)
+{
+    char *text = it_read_file(log_path, NULL);
+    size_t n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)); p++)
+        n++;
+    free(text);
+    return n;
+}
+
+static void malformed_frames_leave_agent_serving(void **state)
+{
+    (void)state;
+    static const char *const embedded[2] = {"east", "west"};
+    struct it_agent agent;
+    char err[256];
+    struct tally tally = {0};
+
+    it_agent_start(&agent, "bad", CONFIG, embedded);
+
+    /* A well-behaved client pipelines 500 events while the others misbehave. */
+    struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
+    struct tl_client *good;
+    assert_int_equal(tl_client_connect(agent.socket, &opts, &good, err, sizeof(err)), 0);
+    for (int b = 0; b < 5; b++) {
+        struct tl_client_event evs[100];
+        char values[100][32];
+        for (int i = 0; i < 100; i++) {
+            snprintf(values[i], sizeof(values[i]), "good-%d-%d", b, i);
+            evs[i] = (struct tl_client_event){.topic = "events", .value = values[i],
+                                              .value_len = strlen(values[i])};
+        }
+        assert_int_equal(tl_client_send(good, evs, 100, NULL, err, sizeof(err)), 0);
+    }
+
+    /* Undecodable payload: an error answer, then the same connection still works. */
+    int a = connect_unix(agent.socket);
+    const uint8_t junk[] = {0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff};
+    send_all(a, junk, sizeof(junk));
+    Twinlane__ProduceResponse *resp = read_response(a);
+    assert_non_null(resp);
+    assert_non_null(resp->error);
+    assert_int_equal(resp->error_status, TWINLANE__STATUS__INVALID);
+    twinlane__produce_response__free_unpacked(resp, NULL);
+    send_one_event(a, 77, "after-junk");
+    resp = read_response(a);
+    assert_non_null(resp);
+    assert_int_equal(resp->batch_id, 77);
+    assert_int_equal(resp->n_results, 1);
+    assert_int_equal(resp->results[0]->status, TWINLANE__STATUS__OK);
+    assert_int_equal(resp->results[0]->n_regions, 2);
+    twinlane__produce_response__free_unpacked(resp, NULL);
+    close(a);
+
+    /* Declared length over listen.max_frame_bytes: an error answer, then a clean close. */
+    int b = connect_unix(agent.socket);
+    const uint8_t huge[] = {0x40, 0, 0, 0};
+    send_all(b, huge, sizeof(huge));
+    resp = read_response(b);
+    assert_non_null(resp);
+    assert_int_equal(resp->error_status, TWINLANE__STATUS__TOO_LARGE);
+    assert_non_null(strstr(resp->error, "65536"));
+    twinlane__produce_response__free_unpacked(resp, NULL);
+    assert_null(read_response(b));
+    close(b);
+
+    /* Truncated header and truncated payload, then hang up. */
+    int c = connect_unix(agent.socket);
+    send_all(c, "\0\0", 2);
+    close(c);
+    int d = connect_unix(agent.socket);
+    const uint8_t partial[] = {0, 0, 0, 100, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    send_all(d, partial, sizeof(partial));
+    close(d);
+
+    /* Per-event rejections next to a valid event in one request. */
+    char big[2000];
+    memset(big, 'x', sizeof(big));
+    struct tl_client_header reserved = {.name = "twinlane-id", .value = "forged", .value_len = 6};
+    struct tl_client_event mixed[5] = {
+        {.topic = "no-such-topic", .value = "v", .value_len = 1, .opaque = (void *)1},
+        {.topic = "bad topic!", .value = "v", .value_len = 1, .opaque = (void *)2},
+        {.topic = "events", .value = big, .value_len = sizeof(big), .opaque = (void *)3},
+        {.topic = "events", .value = "v", .value_len = 1, .headers = &reserved,
+         .header_count = 1, .opaque = (void *)4},
+        {.topic = "events", .value = "mixed-good", .value_len = 10, .opaque = (void *)5},
+    };
+    assert_int_equal(tl_client_send(good, mixed, 5, NULL, err, sizeof(err)), 0);
+    assert_int_equal(tl_client_flush(good, 60000), 0);
+    tl_client_close(good);
+
+    assert_int_equal(tally.by_status[TL_CLIENT_OK], 501);
+    assert_int_equal(tally.status_of[1], TL_CLIENT_UNKNOWN_TOPIC);
+    assert_int_equal(tally.status_of[2], TL_CLIENT_INVALID);
+    assert_int_equal(tally.status_of[3], TL_CLIENT_TOO_LARGE);
+    assert_int_equal(tally.status_of[4], TL_CLIENT_INVALID);
+    assert_int_equal(tally.status_of[5], TL_CLIENT_OK);
+    assert_true(it_agent_alive(&agent));
+
+    /* 500 pipelined + 1 after the junk frame + 1 from the mixed request, in each region. */
+    struct it_records east, west;
+    it_consume(agent.bootstrap[0], "events", &east);
+    it_consume(agent.bootstrap[1], "events", &west);
+    assert_int_equal(east.count, 502);
+    assert_int_equal(west.count, 502);
+    it_records_free(&east);
+    it_records_free(&west);
+
+    assert_int_equal(it_agent_stop(&agent), 0);
+    assert_true(count_in_log(agent.log, "bad frame") >= 3);
+}
+
+/* Runs the agent against two test-owned mock clusters; returns its exit status and log. */
+static int run_against_clusters(int east_partitions, int west_partitions, char *log_out,
+                                size_t log_size)
+{
+    char errstr[256];
+    rd_kafka_t *owners[2];
+    rd_kafka_mock_cluster_t *clusters[2];
+    int counts[2] = {east_partitions, west_partitions};
+    char config[2048];
+    char dir[256];
+
+    for (int i = 0; i < 2; i++) {
+        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
+        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
+        if (counts[i] > 0)
+            rd_kafka_mock_topic_create(clusters[i], "events", counts[i], 1);
+    }
+    it_make_dir("topics", dir, sizeof(dir));
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-topics\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
+             "topics = ( { name = \"events\"; } );\n",
+             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
+             rd_kafka_mock_cluster_bootstraps(clusters[1]));
+
+    char path[400];
+    snprintf(path, sizeof(path), "%s/agent.conf", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+    snprintf(log_out, log_size, "%s/agent.log", dir);
+    char *argv[] = {TL_AGENT_BIN, "-c", path, NULL};
+    int rc = it_run(argv, NULL, log_out, 120);
+
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_mock_cluster_destroy(clusters[i]);
+        rd_kafka_destroy(owners[i]);
+    }
+    return rc;
+}
+
+static void partition_mismatch_stops_start(void **state)
+{
+    (void)state;
+    char log[400];
+
+    assert_int_equal(run_against_clusters(3, 6, log, sizeof(log)), 1);
+    assert_true(count_in_log(log, "topic events has 3 partitions in region east but 6 in "
+                                       "region west") >= 1);
+}
+
+static void missing_topic_stops_start(void **state)
+{
+    (void)state;
+    char log[400];
+
+    assert_int_equal(run_against_clusters(3, 0, log, sizeof(log)), 1);
+    assert_true(count_in_log(log, "topic events does not exist in region west") >= 1);
+}
+
+static void invalid_config_exits_two(void **state)
+{
+    (void)state;
+    char dir[256], path[400], log[400];
+
+    it_make_dir("config", dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/agent.conf", dir);
+    snprintf(log, sizeof(log), "%s/agent.log", dir);
+    FILE *f = fopen(path, "w");
+    fputs("agent = { id = \"x\"; home_region = \"east\"; data_dir = \"/tmp\"; };\n"
+          "regions = ( { name = \"east\"; bootstrap = \"embedded\"; } );\n"
+          "topics = ( { name = \"events\"; } );\n", f);
+    fclose(f);
+
+    char *argv[] = {TL_AGENT_BIN, "-c", path, NULL};
+    assert_int_equal(it_run(argv, NULL, log, 30), 2);
+    assert_true(count_in_log(log, "agent.conf:") >= 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(malformed_frames_leave_agent_serving),
+        cmocka_unit_test(partition_mismatch_stops_start),
+        cmocka_unit_test(missing_topic_stops_start),
+        cmocka_unit_test(invalid_config_exits_two),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
