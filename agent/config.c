@@ -9,8 +9,9 @@
  *      carry no L suffix. libconfig 1.5 reads such a literal through atoi() and silently keeps
  *      the low 32 bits, so "max_inflight_bytes = 4296015872" would become 1 MiB. The loader
  *      rejects these literals when it reads the setting that contains one.
- *   3. Each section is checked in the order agent, listen, regions, topics, and then the
- *      settings that refer to other sections (agent.home_region, topic replication factors).
+ *   3. Each section is checked in the order agent, listen, wal, regions, topics, and then
+ *      the settings that refer to other sections (agent.home_region, topic replication
+ *      factors). wal comes after listen because a WAL segment must hold the largest event.
  *      The first problem found stops loading.
  *
  * Every group rejects settings it does not know, so a misspelt name is reported instead of
@@ -51,12 +52,29 @@
 #define KIB (1024LL)
 #define MIB (1024LL * KIB)
 #define GIB (1024LL * MIB)
+#define TIB (1024LL * GIB)
 
 /* Cap on the size of a configuration file, checked before the file is read into memory. */
 #define TL_CONFIG_MAX_FILE_BYTES (8 * MIB)
 
 #define AGENT_ID_MAX 64
 #define REGION_NAME_MAX 32
+
+/*
+ * Room that a WAL segment needs besides the event itself, for the segment header and the
+ * header of one record. A segment must have room for listen.max_event_bytes plus this.
+ */
+#define WAL_RECORD_OVERHEAD_BYTES 4096
+
+#define WAL_DEFAULT_SEGMENT_BYTES (64 * MIB)
+#define WAL_MAX_SEGMENT_BYTES GIB
+#define WAL_DEFAULT_MAX_BYTES (8 * GIB)
+
+/* Leaving wal.max_bytes or wal.segment_bytes out never makes the other one invalid. */
+_Static_assert(WAL_DEFAULT_MAX_BYTES >= 2 * WAL_MAX_SEGMENT_BYTES,
+               "the default WAL quota must hold two segments of the largest size");
+_Static_assert(WAL_DEFAULT_SEGMENT_BYTES >= MIB + WAL_RECORD_OVERHEAD_BYTES,
+               "the default WAL segment must hold an event of the default max_event_bytes");
 
 /* Maximum length of a socket path, so that it fits in sockaddr_un.sun_path with its NUL. */
 #define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
@@ -77,10 +95,13 @@ struct loader {
     size_t wide_count;
 };
 
-static const char *const ROOT_SETTINGS[] = {"agent", "listen", "regions", "topics", NULL};
+static const char *const ROOT_SETTINGS[] = {
+    "agent", "wal", "listen", "regions", "topics", NULL};
 static const char *const AGENT_SETTINGS[] = {
     "id", "home_region", "data_dir", "log_level", "shutdown_timeout_ms",
-    "max_inflight_events", "max_inflight_bytes", NULL};
+    "max_inflight_events", "max_inflight_bytes", "ack", NULL};
+static const char *const WAL_SETTINGS[] = {
+    "dir", "fsync", "fsync_interval_ms", "segment_bytes", "max_bytes", "when_full", NULL};
 static const char *const LISTEN_SETTINGS[] = {
     "unix", "tcp", "max_frame_bytes", "max_event_bytes", "max_connections", NULL};
 static const char *const REGION_SETTINGS[] = {
@@ -104,6 +125,20 @@ static const struct {
     {"partitioner", "the agent computes the partition of every event itself; remove it"},
     {"transactional.id", "the agent does not use Kafka transactions; remove it"},
 };
+
+/* The accepted strings of a setting that selects one of a few values, ended by a NULL name. */
+struct choice {
+    const char *name;
+    int value;
+};
+
+static const struct choice ACK_CHOICES[] = {
+    {"all", TL_ACK_ALL}, {"one", TL_ACK_ONE}, {"local", TL_ACK_LOCAL}, {NULL, 0}};
+static const struct choice FSYNC_CHOICES[] = {
+    {"always", TL_FSYNC_ALWAYS}, {"interval", TL_FSYNC_INTERVAL}, {"off", TL_FSYNC_OFF},
+    {NULL, 0}};
+static const struct choice WHEN_FULL_CHOICES[] = {
+    {"reject", TL_WHEN_FULL_REJECT}, {"shed", TL_WHEN_FULL_SHED}, {NULL, 0}};
 
 /* Name fragments that mark a property value as secret. */
 static const char *const SECRET_FRAGMENTS[] = {"password", "secret", "sasl.jaas", "key"};
@@ -253,6 +288,37 @@ static void join_names(const char *const *names, char *buf, size_t size)
             break;
         used += (size_t)n;
     }
+}
+
+/* Writes the names of choices as a list for a message: "\"a\", \"b\" or \"c\"". */
+static void join_choices(const struct choice *choices, char *buf, size_t size)
+{
+    size_t count = 0;
+    while (choices[count].name)
+        count++;
+
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < count && used < size; i++) {
+        const char *separator = ", ";
+        if (i == 0)
+            separator = "";
+        else if (i + 1 == count)
+            separator = " or ";
+        int n = snprintf(buf + used, size - used, "%s\"%s\"", separator, choices[i].name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
+
+static const char *choice_name(const struct choice *choices, int value)
+{
+    for (size_t i = 0; choices[i].name; i++) {
+        if (choices[i].value == value)
+            return choices[i].name;
+    }
+    return "?";
 }
 
 /* --- Integer literals that libconfig 1.5 truncates ---------------------------------------- */
@@ -427,12 +493,13 @@ static int get_list(struct loader *ld, const config_setting_t *parent, const cha
 
 /*
  * Looks up a string member. *out is NULL (and *setting too, when non-NULL) when the member is
- * absent and not required.
+ * absent and not required. group may be NULL for an optional group that was left out, and
+ * then the member counts as absent.
  */
 static int get_string(struct loader *ld, const config_setting_t *group, const char *name,
                       bool required, const char **out, const config_setting_t **setting)
 {
-    const config_setting_t *s = config_setting_get_member(group, name);
+    const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 
     *out = NULL;
     if (setting)
@@ -449,10 +516,12 @@ static int get_string(struct loader *ld, const config_setting_t *group, const ch
     return 0;
 }
 
-/* Writes a size in bytes as "4 MiB" when it is a whole number of KiB, MiB or GiB. */
+/* Writes a size in bytes as "4 MiB" when it is a whole number of KiB, MiB, GiB or TiB. */
 static const char *format_bytes(long long bytes, char *buf, size_t size)
 {
-    if (bytes >= GIB && bytes % GIB == 0)
+    if (bytes >= TIB && bytes % TIB == 0)
+        snprintf(buf, size, "%lld (%lld TiB)", bytes, bytes / TIB);
+    else if (bytes >= GIB && bytes % GIB == 0)
         snprintf(buf, size, "%lld (%lld GiB)", bytes, bytes / GIB);
     else if (bytes >= MIB && bytes % MIB == 0)
         snprintf(buf, size, "%lld (%lld MiB)", bytes, bytes / MIB);
@@ -466,12 +535,13 @@ static const char *format_bytes(long long bytes, char *buf, size_t size)
 /*
  * Reads an integer member in [min, max], or def when it is absent. bytes selects the KiB/MiB
  * form of the limits in messages. *setting (when non-NULL) receives the member or NULL.
+ * group may be NULL, as for get_string.
  */
 static int get_integer(struct loader *ld, const config_setting_t *group, const char *name,
                        long long min, long long max, long long def, bool bytes,
                        long long *out, const config_setting_t **setting)
 {
-    const config_setting_t *s = config_setting_get_member(group, name);
+    const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 
     *out = def;
     if (setting)
@@ -512,6 +582,39 @@ static int get_integer(struct loader *ld, const config_setting_t *group, const c
     return reject(ld, s, NULL, "%lld is out of range; accepted values are %s to %s bytes",
                   value, format_bytes(min, low, sizeof(low)),
                   format_bytes(max, high, sizeof(high)));
+}
+
+/*
+ * Reads a string member that must be the name of one of choices, or def when it is absent.
+ * kind names the meaning of the value in messages ("an fsync mode"). *setting (when non-NULL)
+ * receives the member or NULL. group may be NULL, as for get_string.
+ */
+static int get_choice(struct loader *ld, const config_setting_t *group, const char *name,
+                      const struct choice *choices, int def, const char *kind, int *out,
+                      const config_setting_t **setting)
+{
+    const char *value;
+    const config_setting_t *s;
+
+    *out = def;
+    int rc = get_string(ld, group, name, false, &value, &s);
+    if (setting)
+        *setting = s;
+    if (rc != 0 || !value)
+        return rc;
+
+    for (size_t i = 0; choices[i].name; i++) {
+        if (strcmp(value, choices[i].name) == 0) {
+            *out = choices[i].value;
+            return 0;
+        }
+    }
+
+    char quoted[96];
+    char accepted[128];
+    join_choices(choices, accepted, sizeof(accepted));
+    return reject(ld, s, NULL, "%s is not %s; use %s", quote(value, quoted, sizeof(quoted)),
+                  kind, accepted);
 }
 
 /* Returns the first byte of s[0..len) outside [A-Za-z0-9] and extra, or NULL. */
@@ -891,16 +994,27 @@ static int parse_agent(struct loader *ld, const config_setting_t *root, struct t
     if (rc != 0)
         return rc;
     cfg->max_inflight_bytes = (size_t)number;
+
+    int policy;
+    rc = get_choice(ld, agent, "ack", ACK_CHOICES, TL_ACK_ALL, "an acknowledgement policy",
+                    &policy, NULL);
+    if (rc != 0)
+        return rc;
+    cfg->ack_policy = (enum tl_ack_policy)policy;
     return 0;
 }
 
+/* *event_setting receives listen.max_event_bytes, or NULL when it is left out. */
 static int parse_listen(struct loader *ld, const config_setting_t *root, struct tl_config *cfg,
-                        const config_setting_t *data_dir_setting)
+                        const config_setting_t *data_dir_setting,
+                        const config_setting_t **event_setting)
 {
     config_setting_t *listen;
     const char *value;
     const config_setting_t *s;
     long long number;
+
+    *event_setting = NULL;
 
     /* Every listen setting has a default, so the group itself may be left out. */
     int rc = get_group(ld, root, "listen", false, &listen);
@@ -966,7 +1080,8 @@ static int parse_listen(struct loader *ld, const config_setting_t *root, struct 
     /* The default shrinks with a small frame limit so that leaving it out stays valid. */
     long long event_default = number < MIB ? number : MIB;
     rc = get_integer(ld, listen, "max_event_bytes", 1, 64 * MIB, event_default, true, &number,
-                     &s);
+                     event_setting);
+    s = *event_setting;
     if (rc != 0)
         return rc;
     if ((size_t)number > cfg->max_frame_bytes)
@@ -979,6 +1094,121 @@ static int parse_listen(struct loader *ld, const config_setting_t *root, struct 
     if (rc != 0)
         return rc;
     cfg->max_connections = (int)number;
+    return 0;
+}
+
+/*
+ * Checks that one record of the largest event fits in a WAL segment. The default segment fits
+ * an event of the default size, so when wal.segment_bytes is left out the message points at
+ * listen.max_event_bytes, the setting that was raised.
+ */
+static int check_segment_fits_event(struct loader *ld, const config_setting_t *segment_setting,
+                                    const config_setting_t *event_setting, long long segment,
+                                    size_t event)
+{
+    long long needed = (long long)event + WAL_RECORD_OVERHEAD_BYTES;
+    char segment_text[48];
+    char event_text[48];
+
+    if (segment >= needed)
+        return 0;
+
+    format_bytes((long long)event, event_text, sizeof(event_text));
+    if (segment_setting)
+        return reject(ld, segment_setting, NULL, "%s is too small for listen.max_event_bytes "
+                      "%s, because a segment must hold one record of the largest event plus "
+                      "%d bytes of headers; set segment_bytes to at least %lld or lower "
+                      "listen.max_event_bytes", format_bytes(segment, segment_text,
+                      sizeof(segment_text)), event_text, WAL_RECORD_OVERHEAD_BYTES, needed);
+    return reject(ld, event_setting, NULL, "%s does not fit in the default wal.segment_bytes "
+                  "%s, because a segment must hold one record of the largest event plus %d "
+                  "bytes of headers; set wal.segment_bytes to at least %lld or lower "
+                  "max_event_bytes", event_text,
+                  format_bytes(segment, segment_text, sizeof(segment_text)),
+                  WAL_RECORD_OVERHEAD_BYTES, needed);
+}
+
+static int parse_wal(struct loader *ld, const config_setting_t *root, struct tl_config *cfg,
+                     const config_setting_t *event_setting)
+{
+    config_setting_t *wal;
+    const char *value;
+    const config_setting_t *s;
+    long long number;
+    int choice;
+
+    /* Every wal setting has a default, so the group may be left out, and wal is then NULL. */
+    int rc = get_group(ld, root, "wal", false, &wal);
+    if (rc != 0)
+        return rc;
+    if (wal) {
+        rc = check_members(ld, wal, WAL_SETTINGS);
+        if (rc != 0)
+            return rc;
+    }
+
+    rc = get_string(ld, wal, "dir", false, &value, &s);
+    if (rc != 0)
+        return rc;
+    if (value && value[0] == '\0')
+        return reject(ld, s, NULL, "empty; set the directory for the write-ahead log, or "
+                      "remove the setting to use \"<data_dir>/wal\"");
+    if (value) {
+        cfg->wal_dir = tl_xstrdup(value);
+    } else {
+        size_t len = strlen(cfg->data_dir) + sizeof("/wal");
+        cfg->wal_dir = tl_xmalloc(len);
+        snprintf(cfg->wal_dir, len, "%s/wal", cfg->data_dir);
+    }
+
+    const config_setting_t *fsync_setting;
+    rc = get_choice(ld, wal, "fsync", FSYNC_CHOICES, TL_FSYNC_ALWAYS, "an fsync mode", &choice,
+                    &fsync_setting);
+    if (rc != 0)
+        return rc;
+    cfg->wal_fsync = (enum tl_fsync_mode)choice;
+
+    rc = get_integer(ld, wal, "fsync_interval_ms", 1, 60000, 100, false, &number, &s);
+    if (rc != 0)
+        return rc;
+    if (s && cfg->wal_fsync != TL_FSYNC_INTERVAL)
+        return reject(ld, s, NULL, "set, but wal.fsync is \"%s\"%s; fsync_interval_ms applies "
+                      "only with fsync = \"interval\", so remove it or set fsync = \"interval\"",
+                      choice_name(FSYNC_CHOICES, cfg->wal_fsync),
+                      fsync_setting ? "" : " (the default)");
+    cfg->wal_fsync_interval_ms = (int)number;
+
+    rc = get_integer(ld, wal, "segment_bytes", MIB, WAL_MAX_SEGMENT_BYTES,
+                     WAL_DEFAULT_SEGMENT_BYTES, true, &number, &s);
+    if (rc != 0)
+        return rc;
+    rc = check_segment_fits_event(ld, s, event_setting, number, cfg->max_event_bytes);
+    if (rc != 0)
+        return rc;
+    cfg->wal_segment_bytes = (uint64_t)number;
+
+    /* The floor of the range is two segments of the smallest size. */
+    rc = get_integer(ld, wal, "max_bytes", 2 * MIB, 16 * TIB, WAL_DEFAULT_MAX_BYTES, true,
+                     &number, &s);
+    if (rc != 0)
+        return rc;
+    long long segment = (long long)cfg->wal_segment_bytes;
+    if (number < 2 * segment) {
+        char quota_text[48];
+        char segment_text[48];
+        return reject(ld, s, NULL, "%s is less than twice wal.segment_bytes %s, but the "
+                      "quota must hold at least two segments; raise max_bytes to at least "
+                      "%lld or lower segment_bytes",
+                      format_bytes(number, quota_text, sizeof(quota_text)),
+                      format_bytes(segment, segment_text, sizeof(segment_text)), 2 * segment);
+    }
+    cfg->wal_max_bytes = (uint64_t)number;
+
+    rc = get_choice(ld, wal, "when_full", WHEN_FULL_CHOICES, TL_WHEN_FULL_REJECT,
+                    "an action for a full WAL", &choice, NULL);
+    if (rc != 0)
+        return rc;
+    cfg->wal_when_full = (enum tl_when_full)choice;
     return 0;
 }
 
@@ -1159,6 +1389,7 @@ static int validate(struct loader *ld, const config_t *lc, struct tl_config *cfg
     const config_setting_t *root = config_root_setting(lc);
     const config_setting_t *home_setting = NULL;
     const config_setting_t *data_dir_setting = NULL;
+    const config_setting_t *event_setting = NULL;
 
     int rc = check_members(ld, root, ROOT_SETTINGS);
     if (rc != 0)
@@ -1166,7 +1397,10 @@ static int validate(struct loader *ld, const config_t *lc, struct tl_config *cfg
     rc = parse_agent(ld, root, cfg, &home_setting, &data_dir_setting);
     if (rc != 0)
         return rc;
-    rc = parse_listen(ld, root, cfg, data_dir_setting);
+    rc = parse_listen(ld, root, cfg, data_dir_setting, &event_setting);
+    if (rc != 0)
+        return rc;
+    rc = parse_wal(ld, root, cfg, event_setting);
     if (rc != 0)
         return rc;
     rc = parse_regions(ld, root, cfg);
@@ -1331,6 +1565,7 @@ void tl_config_free(struct tl_config *cfg)
     free(cfg->unix_path);
     free(cfg->tcp_host);
     free(cfg->tcp_port);
+    free(cfg->wal_dir);
 
     for (size_t i = 0; i < TL_REGION_COUNT; i++) {
         struct tl_region_config *region = &cfg->regions[i];

@@ -5,7 +5,9 @@
  *
  *   agent   = { id = "..."; home_region = "..."; data_dir = "..."; log_level = "info";
  *               shutdown_timeout_ms = 10000; max_inflight_events = 100000;
- *               max_inflight_bytes = 268435456; };
+ *               max_inflight_bytes = 268435456; ack = "all"; };
+ *   wal     = { dir = "<data_dir>/wal"; fsync = "always"; fsync_interval_ms = 100;
+ *               segment_bytes = 67108864; max_bytes = 8589934592L; when_full = "reject"; };
  *   listen  = { unix = "/path/agent.sock"; tcp = "127.0.0.1:7411";
  *               max_frame_bytes = 4194304; max_event_bytes = 1048576; max_connections = 256; };
  *   regions = ( { name = "east"; bootstrap = "embedded"; embedded_brokers = 3;
@@ -20,6 +22,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -28,6 +31,26 @@
 
 /* Kafka's own limit on topic name length. */
 #define TL_TOPIC_NAME_MAX 249
+
+/* When the agent answers OK (agent.ack). */
+enum tl_ack_policy {
+    TL_ACK_ALL = 0,   /* every region stored the event, and the WAL holds it */
+    TL_ACK_ONE = 1,   /* the first region stored it, and the WAL holds it */
+    TL_ACK_LOCAL = 2, /* the WAL holds it */
+};
+
+/* When the WAL calls fsync (wal.fsync). */
+enum tl_fsync_mode {
+    TL_FSYNC_ALWAYS = 0,   /* before answering: one fsync covers every event written meanwhile */
+    TL_FSYNC_INTERVAL = 1, /* every wal.fsync_interval_ms; answers wait only for write(2) */
+    TL_FSYNC_OFF = 2,      /* never; the kernel writes back when it chooses */
+};
+
+/* What the WAL does when wal.max_bytes is reached (wal.when_full). */
+enum tl_when_full {
+    TL_WHEN_FULL_REJECT = 0, /* answer new events RETRYABLE until space returns */
+    TL_WHEN_FULL_SHED = 1,   /* delete the oldest segment, losing it for the regions behind */
+};
 
 struct tl_region_config {
     char *name;
@@ -63,6 +86,15 @@ struct tl_config {
     size_t max_frame_bytes;     /* default 4 MiB */
     size_t max_event_bytes;     /* default 1 MiB; key + value + headers */
     int max_connections;        /* default 256 */
+
+    enum tl_ack_policy ack_policy;   /* agent.ack, default "all" */
+
+    char *wal_dir;                   /* wal.dir, default "<data_dir>/wal" */
+    enum tl_fsync_mode wal_fsync;    /* wal.fsync, default "always" */
+    int wal_fsync_interval_ms;       /* wal.fsync_interval_ms, default 100 */
+    uint64_t wal_segment_bytes;      /* wal.segment_bytes, default 64 MiB */
+    uint64_t wal_max_bytes;          /* wal.max_bytes (quota), default 8 GiB */
+    enum tl_when_full wal_when_full; /* wal.when_full, default "reject" */
 
     struct tl_region_config regions[TL_REGION_COUNT];
 

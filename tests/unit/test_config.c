@@ -4,7 +4,7 @@
  * Further tests cover a full valid file, the defaults and the look-up helpers.
  *
  * Most tests fill a fixed seven-line template, so the line in an expected message is the
- * template line of the group under test:
+ * template line of the group under test. Line 8 is present only when a test sets parts.wal:
  *
  *   1 agent = { ... };
  *   2 listen = { ... };
@@ -13,6 +13,7 @@
  *   5   { west region }
  *   6 );
  *   7 topics = ( { ... } );
+ *   8 wal = { ... };
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ struct parts {
     const char *east;
     const char *west;
     const char *topic;
+    const char *wal;     /* NULL leaves the wal group out */
 };
 
 static struct tl_config cfg;
@@ -56,17 +58,19 @@ static int parse_parts(struct parts p)
 {
     char text[8192];
 
-    snprintf(text, sizeof(text),
-             "agent = { %s };\n"
-             "listen = { %s };\n"
-             "regions = (\n"
-             "  { %s },\n"
-             "  { %s }\n"
-             ");\n"
-             "topics = ( { %s } );\n",
-             p.agent ? p.agent : AGENT_DEFAULT, p.listen ? p.listen : "",
-             p.east ? p.east : EAST_DEFAULT, p.west ? p.west : WEST_DEFAULT,
-             p.topic ? p.topic : TOPIC_DEFAULT);
+    int used = snprintf(text, sizeof(text),
+                        "agent = { %s };\n"
+                        "listen = { %s };\n"
+                        "regions = (\n"
+                        "  { %s },\n"
+                        "  { %s }\n"
+                        ");\n"
+                        "topics = ( { %s } );\n",
+                        p.agent ? p.agent : AGENT_DEFAULT, p.listen ? p.listen : "",
+                        p.east ? p.east : EAST_DEFAULT, p.west ? p.west : WEST_DEFAULT,
+                        p.topic ? p.topic : TOPIC_DEFAULT);
+    if (p.wal)
+        snprintf(text + used, sizeof(text) - (size_t)used, "wal = { %s };\n", p.wal);
     return parse_text(text);
 }
 
@@ -103,7 +107,11 @@ static void full_config_fills_every_field(void **state)
         "agent = {\n"
         "  id = \"node-1.a_b\"; home_region = \"west\"; data_dir = \"/var/lib/tl\";\n"
         "  log_level = \"debug\"; shutdown_timeout_ms = 2500;\n"
-        "  max_inflight_events = 5000; max_inflight_bytes = 68719476736L;\n"
+        "  max_inflight_events = 5000; max_inflight_bytes = 68719476736L; ack = \"one\";\n"
+        "};\n"
+        "wal = {\n"
+        "  dir = \"/srv/tl-wal\"; fsync = \"interval\"; fsync_interval_ms = 250;\n"
+        "  segment_bytes = 16777216; max_bytes = 17592186044416L; when_full = \"shed\";\n"
         "};\n"
         "listen = {\n"
         "  unix = \"/run/tl.sock\"; tcp = \"127.0.0.1:7411\";\n"
@@ -127,6 +135,13 @@ static void full_config_fills_every_field(void **state)
     assert_int_equal(cfg.shutdown_timeout_ms, 2500);
     assert_int_equal(cfg.max_inflight_events, 5000);
     assert_int_equal(cfg.max_inflight_bytes, 68719476736ULL);
+    assert_int_equal(cfg.ack_policy, TL_ACK_ONE);
+    assert_string_equal(cfg.wal_dir, "/srv/tl-wal");
+    assert_int_equal(cfg.wal_fsync, TL_FSYNC_INTERVAL);
+    assert_int_equal(cfg.wal_fsync_interval_ms, 250);
+    assert_int_equal(cfg.wal_segment_bytes, 16777216);
+    assert_int_equal(cfg.wal_max_bytes, 17592186044416ULL);
+    assert_int_equal(cfg.wal_when_full, TL_WHEN_FULL_SHED);
     assert_string_equal(cfg.unix_path, "/run/tl.sock");
     assert_string_equal(cfg.tcp_host, "127.0.0.1");
     assert_string_equal(cfg.tcp_port, "7411");
@@ -175,6 +190,13 @@ static void minimal_config_gets_defaults(void **state)
     assert_int_equal(cfg.max_frame_bytes, 4 * 1024 * 1024);
     assert_int_equal(cfg.max_event_bytes, 1024 * 1024);
     assert_int_equal(cfg.max_connections, 256);
+    assert_int_equal(cfg.ack_policy, TL_ACK_ALL);
+    assert_string_equal(cfg.wal_dir, "/tmp/tl/wal");
+    assert_int_equal(cfg.wal_fsync, TL_FSYNC_ALWAYS);
+    assert_int_equal(cfg.wal_fsync_interval_ms, 100);
+    assert_int_equal(cfg.wal_segment_bytes, 64 * 1024 * 1024);
+    assert_int_equal(cfg.wal_max_bytes, 8ULL * 1024 * 1024 * 1024);
+    assert_int_equal(cfg.wal_when_full, TL_WHEN_FULL_REJECT);
     assert_int_equal(cfg.regions[0].embedded_brokers, 3);
     assert_int_equal(cfg.regions[0].property_count, 0);
     assert_int_equal(cfg.topics[0].partitions, 6);
@@ -242,6 +264,101 @@ static void unix_path_at_limit_accepted(void **state)
 
     assert_int_equal(parse_parts((struct parts){.listen = listen}), 0);
     assert_int_equal(strlen(cfg.unix_path), 107);
+}
+
+static void ack_accepts_each_policy(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        enum tl_ack_policy policy;
+    } cases[] = {
+        {AGENT_DEFAULT " ack = \"all\";", TL_ACK_ALL},
+        {AGENT_DEFAULT " ack = \"one\";", TL_ACK_ONE},
+        {AGENT_DEFAULT " ack = \"local\";", TL_ACK_LOCAL},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(parse_parts((struct parts){.agent = cases[i].text}), 0);
+        assert_int_equal(cfg.ack_policy, cases[i].policy);
+        tl_config_free(&cfg);
+    }
+}
+
+static void wal_empty_group_gets_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = ""}), 0);
+    assert_string_equal(cfg.wal_dir, "/tmp/tl/wal");
+    assert_int_equal(cfg.wal_fsync, TL_FSYNC_ALWAYS);
+    assert_int_equal(cfg.wal_fsync_interval_ms, 100);
+    assert_int_equal(cfg.wal_segment_bytes, 64 * 1024 * 1024);
+    assert_int_equal(cfg.wal_max_bytes, 8ULL * 1024 * 1024 * 1024);
+    assert_int_equal(cfg.wal_when_full, TL_WHEN_FULL_REJECT);
+}
+
+static void wal_fsync_off_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "fsync = \"off\";"}), 0);
+    assert_int_equal(cfg.wal_fsync, TL_FSYNC_OFF);
+}
+
+static void wal_fsync_interval_bounds_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "fsync = \"interval\"; fsync_interval_ms = 1;"}),
+                     0);
+    assert_int_equal(cfg.wal_fsync_interval_ms, 1);
+    tl_config_free(&cfg);
+
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "fsync = \"interval\"; fsync_interval_ms = 60000;"}),
+                     0);
+    assert_int_equal(cfg.wal_fsync_interval_ms, 60000);
+}
+
+static void wal_interval_mode_keeps_default(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "fsync = \"interval\";"}), 0);
+    assert_int_equal(cfg.wal_fsync, TL_FSYNC_INTERVAL);
+    assert_int_equal(cfg.wal_fsync_interval_ms, 100);
+}
+
+static void wal_segment_fits_event_exactly(void **state)
+{
+    (void)state;
+    /* 1048576 + 4096: one event of the default max_event_bytes plus its headers. */
+    assert_int_equal(parse_parts((struct parts){.wal = "segment_bytes = 1052672;"}), 0);
+    assert_int_equal(cfg.wal_segment_bytes, 1052672);
+}
+
+static void wal_segment_follows_small_event(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "max_event_bytes = 4096;",
+                                                .wal = "segment_bytes = 1048576;"}),
+                     0);
+    assert_int_equal(cfg.wal_segment_bytes, 1048576);
+}
+
+static void wal_segment_bounds_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "segment_bytes = 1073741824; max_bytes = 2147483648L;"}),
+                     0);
+    assert_int_equal(cfg.wal_segment_bytes, 1073741824);
+    assert_int_equal(cfg.wal_max_bytes, 2147483648ULL);
+}
+
+static void wal_max_bytes_two_segments_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "max_bytes = 134217728;"}), 0);
+    assert_int_equal(cfg.wal_max_bytes, 134217728);
 }
 
 static void region_and_topic_lookup(void **state)
@@ -349,7 +466,7 @@ static void unknown_top_level_setting(void **state)
     (void)state;
     assert_int_equal(parse_text("agnet = { };\n"), TL_EINVAL);
     assert_err_contains("test.conf:1: agnet: unknown setting");
-    assert_err_contains("agent, listen, regions, topics");
+    assert_err_contains("agent, wal, listen, regions, topics");
 }
 
 static void agent_group_missing(void **state)
@@ -543,6 +660,206 @@ static void wide_integer_needs_suffix(void **state)
     assert_err_contains("test.conf:1: agent.max_inflight_bytes: 4296015872 does not fit in "
                         "32 bits");
     assert_err_contains("write 4296015872L");
+}
+
+static void ack_unknown_policy(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.agent = AGENT_DEFAULT " ack = \"quorum\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.ack: \"quorum\" is not an acknowledgement policy");
+    assert_err_contains("use \"all\", \"one\" or \"local\"");
+}
+
+static void ack_wrong_type(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.agent = AGENT_DEFAULT " ack = 1;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.ack: expected a string");
+    assert_err_contains("found an integer (1)");
+}
+
+/* --- wal -------------------------------------------------------------------------------- */
+
+static void wal_not_a_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "wal = \"/var/lib/wal\";\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: wal: expected a group { ... }, found a string");
+}
+
+static void wal_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "fsync_ms = 100;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.fsync_ms: unknown setting");
+    assert_err_contains("dir, fsync, fsync_interval_ms, segment_bytes, max_bytes, when_full");
+}
+
+static void wal_dir_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "dir = \"\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.dir: empty");
+    assert_err_contains("remove the setting to use \"<data_dir>/wal\"");
+}
+
+static void wal_dir_wrong_type(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "dir = [ \"/a\" ];"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.dir: expected a string");
+    assert_err_contains("found an array");
+}
+
+static void wal_fsync_unknown_mode(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "fsync = \"sometimes\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.fsync: \"sometimes\" is not an fsync mode");
+    assert_err_contains("use \"always\", \"interval\" or \"off\"");
+}
+
+static void wal_fsync_boolean_rejected(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "fsync = true;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.fsync: expected a string");
+    assert_err_contains("found a boolean (true)");
+}
+
+static void wal_fsync_interval_zero(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "fsync = \"interval\"; fsync_interval_ms = 0;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.fsync_interval_ms: 0 is out of range; accepted "
+                        "values are 1 to 60000");
+}
+
+static void wal_fsync_interval_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "fsync = \"interval\"; fsync_interval_ms = 60001;"}),
+                     TL_EINVAL);
+    assert_err_contains("wal.fsync_interval_ms: 60001 is out of range");
+}
+
+static void wal_fsync_interval_without_mode(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "fsync_interval_ms = 50;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.fsync_interval_ms: set, but wal.fsync is "
+                        "\"always\" (the default)");
+    assert_err_contains("remove it or set fsync = \"interval\"");
+}
+
+static void wal_fsync_interval_with_off(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "fsync = \"off\"; fsync_interval_ms = 50;"}),
+                     TL_EINVAL);
+    assert_err_contains("wal.fsync_interval_ms: set, but wal.fsync is \"off\";");
+    assert_err_lacks("(the default)");
+}
+
+static void wal_segment_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "segment_bytes = 1048575;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.segment_bytes: 1048575 is out of range; accepted "
+                        "values are 1048576 (1 MiB) to 1073741824 (1 GiB) bytes");
+}
+
+static void wal_segment_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "segment_bytes = 1073741825;"}),
+                     TL_EINVAL);
+    assert_err_contains("wal.segment_bytes: 1073741825 is out of range");
+}
+
+static void wal_segment_smaller_than_event(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "max_event_bytes = 2097152;",
+                                                .wal = "segment_bytes = 2097152;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.segment_bytes: 2097152 (2 MiB) is too small for "
+                        "listen.max_event_bytes 2097152 (2 MiB)");
+    assert_err_contains("plus 4096 bytes of headers");
+    assert_err_contains("at least 2101248");
+}
+
+static void wal_default_segment_smaller_than_event(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .listen = "max_frame_bytes = 67108864; max_event_bytes = 67108864;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: listen.max_event_bytes: 67108864 (64 MiB) does not fit "
+                        "in the default wal.segment_bytes 67108864 (64 MiB)");
+    assert_err_contains("set wal.segment_bytes to at least 67112960");
+}
+
+static void wal_max_bytes_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "max_bytes = 0;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.max_bytes: 0 is out of range; accepted values are "
+                        "2097152 (2 MiB) to 17592186044416 (16 TiB) bytes");
+}
+
+static void wal_max_bytes_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "max_bytes = 17592186044417L;"}),
+                     TL_EINVAL);
+    assert_err_contains("wal.max_bytes: 17592186044417 is out of range");
+}
+
+static void wal_max_bytes_below_two_segments(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .wal = "segment_bytes = 16777216; max_bytes = 33554431;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.max_bytes: 33554431 is less than twice "
+                        "wal.segment_bytes 16777216 (16 MiB)");
+    assert_err_contains("raise max_bytes to at least 33554432 or lower segment_bytes");
+}
+
+static void wal_max_bytes_below_default_segments(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "max_bytes = 67108864;"}), TL_EINVAL);
+    assert_err_contains("wal.max_bytes: 67108864 (64 MiB) is less than twice "
+                        "wal.segment_bytes 67108864 (64 MiB)");
+}
+
+static void wal_max_bytes_needs_suffix(void **state)
+{
+    (void)state;
+    /* libconfig 1.5 would read 8589934592 (8 GiB) as 0. */
+    assert_int_equal(parse_parts((struct parts){.wal = "max_bytes = 8589934592;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.max_bytes: 8589934592 does not fit in 32 bits");
+    assert_err_contains("write 8589934592L");
+}
+
+static void wal_when_full_unknown(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.wal = "when_full = \"block\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: wal.when_full: \"block\" is not an action for a full "
+                        "WAL; use \"reject\" or \"shed\"");
 }
 
 /* --- listen ----------------------------------------------------------------------------- */
@@ -1089,6 +1406,15 @@ int main(void)
         CONFIG_TEST(tcp_accepts_localhost),
         CONFIG_TEST(tcp_accepts_whole_loopback_net),
         CONFIG_TEST(unix_path_at_limit_accepted),
+        CONFIG_TEST(ack_accepts_each_policy),
+        CONFIG_TEST(wal_empty_group_gets_defaults),
+        CONFIG_TEST(wal_fsync_off_accepted),
+        CONFIG_TEST(wal_fsync_interval_bounds_accepted),
+        CONFIG_TEST(wal_interval_mode_keeps_default),
+        CONFIG_TEST(wal_segment_fits_event_exactly),
+        CONFIG_TEST(wal_segment_follows_small_event),
+        CONFIG_TEST(wal_segment_bounds_accepted),
+        CONFIG_TEST(wal_max_bytes_two_segments_accepted),
         CONFIG_TEST(region_and_topic_lookup),
         CONFIG_TEST(failed_parse_leaves_config_empty),
         CONFIG_TEST(load_reads_file_and_include),
@@ -1117,6 +1443,28 @@ int main(void)
         CONFIG_TEST(inflight_bytes_below_range),
         CONFIG_TEST(inflight_bytes_above_range),
         CONFIG_TEST(wide_integer_needs_suffix),
+        CONFIG_TEST(ack_unknown_policy),
+        CONFIG_TEST(ack_wrong_type),
+        CONFIG_TEST(wal_not_a_group),
+        CONFIG_TEST(wal_unknown_setting),
+        CONFIG_TEST(wal_dir_empty),
+        CONFIG_TEST(wal_dir_wrong_type),
+        CONFIG_TEST(wal_fsync_unknown_mode),
+        CONFIG_TEST(wal_fsync_boolean_rejected),
+        CONFIG_TEST(wal_fsync_interval_zero),
+        CONFIG_TEST(wal_fsync_interval_above_range),
+        CONFIG_TEST(wal_fsync_interval_without_mode),
+        CONFIG_TEST(wal_fsync_interval_with_off),
+        CONFIG_TEST(wal_segment_below_range),
+        CONFIG_TEST(wal_segment_above_range),
+        CONFIG_TEST(wal_segment_smaller_than_event),
+        CONFIG_TEST(wal_default_segment_smaller_than_event),
+        CONFIG_TEST(wal_max_bytes_below_range),
+        CONFIG_TEST(wal_max_bytes_above_range),
+        CONFIG_TEST(wal_max_bytes_below_two_segments),
+        CONFIG_TEST(wal_max_bytes_below_default_segments),
+        CONFIG_TEST(wal_max_bytes_needs_suffix),
+        CONFIG_TEST(wal_when_full_unknown),
         CONFIG_TEST(listen_unknown_setting),
         CONFIG_TEST(unix_path_empty),
         CONFIG_TEST(unix_path_too_long),
