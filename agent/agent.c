@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include "mem.h"
 #include "pipeline.h"
 #include "region.h"
+#include "wal.h"
 
 /* How long the start-up topic check waits for each region to answer. */
 #define STARTUP_METADATA_TIMEOUT_MS 30000
@@ -35,6 +37,8 @@ struct tl_agent {
     int lock_fd;
     struct tl_watch signal_watch;
     struct tl_watch done_watch;
+    struct tl_watch wal_watch;
+    struct tl_wal *wal;
     struct tl_pipeline *pipeline;
     struct tl_embedded *embedded[TL_REGION_COUNT];
     struct tl_region *regions[TL_REGION_COUNT];
@@ -77,6 +81,42 @@ static void on_done(struct tl_watch *w, uint32_t events)
     tl_ingest_handle_completions(agent_of_done(w)->ingest);
 }
 
+static void on_wal_progress(struct tl_watch *w, uint32_t events)
+{
+    (void)events;
+    struct tl_agent *a = (struct tl_agent *)((char *)w - offsetof(struct tl_agent, wal_watch));
+    uint64_t count;
+    ssize_t ignored = read(w->fd, &count, sizeof(count));
+    (void)ignored;
+    tl_ingest_handle_completions(a->ingest);
+}
+
+/* Opens the WAL (recovering it) and the pipeline that continues its sequence numbers. */
+static int open_wal(struct tl_agent *a, bool salvage, char *err, size_t errsize)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        tl_panic("eventfd failed: %s", strerror(errno));
+    a->wal_watch = (struct tl_watch){.fd = fd, .on_ready = on_wal_progress};
+
+    struct tl_wal_options opts = {.cfg = a->cfg, .salvage = salvage, .notify_fd = fd};
+    struct tl_wal_recovery rec;
+    int rc = tl_wal_open(&opts, &a->wal, &rec, err, errsize);
+    if (rc != 0)
+        return rc;
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        if (rec.cursor[r] < rec.next_seq)
+            tl_log_info("agent", "region has events to catch up from the WAL region=%s "
+                        "cursor=%" PRIu64 " backlog=%" PRIu64, a->cfg->regions[r].name,
+                        rec.cursor[r], rec.next_seq - rec.cursor[r]);
+    if (rec.salvaged_events)
+        tl_log_error("agent", "started with --salvage-wal: events lost segments=%" PRIu64
+                     " events=%" PRIu64, rec.salvaged_segments, rec.salvaged_events);
+    a->pipeline = tl_pipeline_new(a->cfg->ack_policy, a->cfg->max_inflight_events,
+                                  a->cfg->max_inflight_bytes, rec.next_seq);
+    return 0;
+}
+
 /* Creates the data directory if needed and locks it, so two agents never share one. */
 static int lock_data_dir(struct tl_agent *a, char *err, size_t errsize)
 {
@@ -112,7 +152,8 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
                 break;
             bootstrap = a->embedded[r]->bootstrap;
         }
-        rc = tl_region_open(cfg, r, bootstrap, a->pipeline, &a->regions[r], err, errsize);
+        rc = tl_region_open(cfg, r, bootstrap, a->pipeline, a->wal, &a->regions[r], err,
+                            errsize);
     }
 
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
@@ -166,11 +207,23 @@ static void log_stats(struct tl_agent *a, const char *what)
                 " bad_frames=%" PRIu64 " inflight=%zu", what, s.connections_open, s.requests,
                 s.events_accepted, s.events_acknowledged, s.events_rejected, s.events_failed,
                 s.bad_frames, tl_pipeline_inflight(a->pipeline));
-    for (int r = 0; r < TL_REGION_COUNT; r++)
+    struct tl_wal_stats ws;
+    tl_wal_get_stats(a->wal, &ws);
+    tl_log_info("agent", "%s wal_bytes=%" PRIu64 " wal_segments=%" PRIu64 " next_seq=%" PRIu64
+                " fsyncs=%" PRIu64 " rejected_full=%" PRIu64 " write_errors=%" PRIu64, what,
+                ws.bytes, ws.segments, ws.next_seq, ws.fsyncs, ws.rejected_full,
+                ws.write_errors);
+    for (int r = 0; r < TL_REGION_COUNT; r++) {
+        struct tl_region *reg = a->regions[r];
+        uint64_t cursor = atomic_load(&reg->published_cursor);
         tl_log_info("agent", "%s region=%s produced=%" PRIuFAST64 " delivered=%" PRIuFAST64
-                    " failed=%" PRIuFAST64, what, a->regions[r]->name,
-                    atomic_load(&a->regions[r]->produced), atomic_load(&a->regions[r]->delivered),
-                    atomic_load(&a->regions[r]->failed));
+                    " failed=%" PRIuFAST64 " retried=%" PRIuFAST64 " rebuilds=%" PRIuFAST64
+                    " cursor=%" PRIu64 " backlog=%" PRIu64 " shed=%" PRIu64, what, reg->name,
+                    atomic_load(&reg->produced), atomic_load(&reg->delivered),
+                    atomic_load(&reg->failed), atomic_load(&reg->retried),
+                    atomic_load(&reg->rebuilds), cursor,
+                    ws.next_seq > cursor ? ws.next_seq - cursor : 0, ws.shed[r]);
+    }
 }
 
 /* Runs one round of the event loop: waits up to timeout_ms and dispatches ready watches. */
@@ -209,14 +262,14 @@ static void shut_down(struct tl_agent *a)
 
     size_t left = tl_pipeline_inflight(a->pipeline);
     if (left > 0)
-        tl_log_warn("agent", "shutdown timeout reached with events in flight inflight=%zu; they "
-                    "are answered as failed", left);
+        tl_log_warn("agent", "shutdown timeout reached with events unanswered inflight=%zu; they "
+                    "stay in the WAL and producers get RETRYABLE", left);
     int64_t remaining = deadline - tl_now_ms();
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_region_stop(a->regions[r], a->signals < 2 && remaining > 0 ? (int)remaining : 0);
 
     /* Answer what the regions reported last, and give clients a moment to read it. */
-    tl_ingest_handle_completions(a->ingest);
+    tl_ingest_answer_remaining(a->ingest);
     int64_t flush_deadline = tl_now_ms() + 1000;
     while (tl_ingest_has_pending_output(a->ingest) && tl_now_ms() < flush_deadline)
         loop_once(a, 50);
@@ -228,9 +281,12 @@ static void agent_close(struct tl_agent *a)
     tl_ingest_close(a->ingest);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_region_close(a->regions[r]);
+    tl_wal_close(a->wal);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_embedded_stop(a->embedded[r]);
-    tl_pipeline_close(a->pipeline);
+    tl_pipeline_free(a->pipeline);
+    if (a->wal_watch.fd >= 0)
+        close(a->wal_watch.fd);
     free(a->partitions);
     if (a->signal_watch.fd >= 0)
         close(a->signal_watch.fd);
@@ -240,9 +296,11 @@ static void agent_close(struct tl_agent *a)
         close(a->lock_fd);
 }
 
-int tl_agent_run(const struct tl_config *cfg, char *err, size_t errsize)
+int tl_agent_run(const struct tl_config *cfg, const struct tl_agent_options *opts, char *err,
+                 size_t errsize)
 {
-    struct tl_agent a = {.cfg = cfg, .epfd = -1, .lock_fd = -1, .signal_watch = {.fd = -1}};
+    struct tl_agent a = {.cfg = cfg, .epfd = -1, .lock_fd = -1, .signal_watch = {.fd = -1},
+                         .wal_watch = {.fd = -1}};
     int rc;
 
     tl_log_info("agent", "starting version=%s id=%s home_region=%s config=%s data_dir=%s",
@@ -255,17 +313,20 @@ int tl_agent_run(const struct tl_config *cfg, char *err, size_t errsize)
     if (rc == 0)
         rc = lock_data_dir(&a, err, errsize);
     if (rc == 0)
-        rc = tl_pipeline_open(cfg->data_dir, cfg->max_inflight_events, cfg->max_inflight_bytes,
-                              &a.pipeline, err, errsize);
+        rc = open_wal(&a, opts && opts->salvage_wal, err, errsize);
     if (rc == 0)
         rc = open_regions(&a, err, errsize);
     if (rc == 0)
-        rc = tl_ingest_open(cfg, a.epfd, a.pipeline, a.partitions, &a.ingest, err, errsize);
+        rc = tl_ingest_open(cfg, a.epfd, a.pipeline, a.wal, a.partitions, &a.ingest, err,
+                            errsize);
+    if (rc == 0)
+        rc = tl_wal_start(a.wal, err, errsize);
     if (rc != 0)
         goto out;
 
     a.done_watch = (struct tl_watch){.fd = tl_pipeline_done_fd(a.pipeline), .on_ready = on_done};
     tl_loop_add(a.epfd, &a.done_watch, EPOLLIN);
+    tl_loop_add(a.epfd, &a.wal_watch, EPOLLIN);
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++)
         rc = tl_region_start(a.regions[r], err, errsize);
     if (rc != 0)

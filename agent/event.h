@@ -1,11 +1,14 @@
 /*
  * An accepted event on its way to both regions.
  *
- * The event loop thread creates an event from a ProduceRequest, the pipeline gives it a
- * sequence number, and each region thread produces it and records its own delivery result in
- * its own slot of region[]. The thread whose delivery report brings `pending` to zero hands the
- * event back to the event loop thread, which answers the producer and frees it. So every field
- * is written by one thread and read by others only after the atomic hand-over.
+ * Live events: the event loop thread creates one from a ProduceRequest, the WAL gives it a
+ * sequence number, and the pipeline holds it until the producer is answered. A region thread
+ * that produces it from memory takes a reference; the last reference frees it. Region threads
+ * write only their own slot of region[] and publish it with the atomic `state` bits; the
+ * event-loop-only fields are never touched elsewhere.
+ *
+ * Copies: a region that reads an event back from the WAL gets its own copy (batch NULL), which
+ * it frees after the delivery report.
  */
 #ifndef TL_EVENT_H
 #define TL_EVENT_H
@@ -18,6 +21,11 @@
 #include "config.h"
 
 struct tl_batch;
+
+/* Bits of tl_event.state. */
+#define TL_EVENT_REPORTED(region) (1u << (region))      /* the region has a final result */
+#define TL_EVENT_STORED(region) (1u << (8 + (region)))  /* ... and that result is success */
+#define TL_EVENT_QUEUED (1u << 16)                      /* handed to the event loop */
 
 struct tl_header {
     const char *name;
@@ -34,6 +42,7 @@ struct tl_region_result {
 struct tl_event {
     uint64_t seq;             /* per-agent sequence number, also in the twinlane-id header */
     int topic;                /* index into tl_config.topics */
+    const char *topic_name;
     int32_t partition;        /* same number in every region */
     int64_t ingest_ms;        /* wall clock at acceptance; the record timestamp */
     bool has_key;
@@ -45,11 +54,16 @@ struct tl_event {
     size_t header_count;
     size_t bytes;             /* key + value + header bytes, for accounting */
 
-    atomic_int pending;       /* regions that have not reported a result yet */
+    atomic_int refs;          /* the pipeline's reference plus one per region producing it */
+    atomic_uint state;        /* TL_EVENT_* bits, set by region threads */
     struct tl_region_result region[TL_REGION_COUNT];
 
-    struct tl_batch *batch;   /* request this event came in; owned by the event loop */
+    /* Event loop thread only. */
+    bool regions_ready;       /* the regions satisfy the acknowledgement policy */
+    bool durable;             /* the WAL allows acknowledging it */
+    struct tl_batch *batch;   /* request this event came in; NULL for WAL copies */
     uint32_t index;           /* position in that request */
+
     struct tl_event *next;    /* link in the pipeline's completion list */
 
     /* Key, value and header bytes follow in the same allocation. */

@@ -31,6 +31,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "partitioner.h"
+#include "wal.h"
 
 /* Answers waiting for a client that does not read them; past this the connection is not read. */
 #define OUTPUT_HIGH_WATER (8u << 20)
@@ -77,6 +78,8 @@ struct tl_ingest {
     const struct tl_config *cfg;
     int epfd;
     struct tl_pipeline *pipeline;
+    struct tl_wal *wal;
+    bool draining;                   /* shutdown: unanswered events get RETRYABLE */
     const int32_t *partitions;
     uint32_t *keyless_next;          /* per topic: next partition for keyless events */
     struct listener unix_listener;
@@ -181,25 +184,34 @@ static void set_result(Twinlane__EventResult *r, Twinlane__Status status, const 
     r->message = tl_xstrdup(text);
 }
 
-/* Fills the answer of one completed event from its per-region results. */
-static void complete_event(struct tl_ingest *ing, struct tl_event *ev)
+/*
+ * Fills the answer of one event from its per-region results and the acknowledgement policy,
+ * and sends the request's answer when it was the last one. Called by the pipeline.
+ */
+static void answer_event(void *ctx, struct tl_event *ev)
 {
+    struct tl_ingest *ing = ctx;
     struct tl_batch *b = ev->batch;
     Twinlane__EventResult *r = &b->results[ev->index];
     char **names = &b->region_names[ev->index * TL_REGION_COUNT];
+    unsigned state = atomic_load(&ev->state);
     char failures[400] = "";
     size_t failures_len = 0;
     size_t held = 0;
+    size_t reported = 0;
 
     for (int i = 0; i < TL_REGION_COUNT; i++) {
-        const struct tl_region_result *rr = &ev->region[i];
-        if (rr->err == 0) {
+        if (state & TL_EVENT_STORED(i)) {
             names[held++] = ing->cfg->regions[i].name;
+            reported++;
             continue;
         }
+        if (!(state & TL_EVENT_REPORTED(i)))
+            continue;
+        reported++;
         int n = snprintf(failures + failures_len, sizeof(failures) - failures_len,
                          "%sregion %s: %s", failures_len ? "; " : "", ing->cfg->regions[i].name,
-                         rd_kafka_err2str(rr->err));
+                         rd_kafka_err2str(ev->region[i].err));
         if (n > 0 && (size_t)n < sizeof(failures) - failures_len)
             failures_len += (size_t)n;
     }
@@ -210,34 +222,43 @@ static void complete_event(struct tl_ingest *ing, struct tl_event *ev)
     r->partition = ev->partition;
     r->regions = names;
     r->n_regions = held;
-    if (held == TL_REGION_COUNT) {
+
+    bool ok;
+    switch (ing->cfg->ack_policy) {
+    case TL_ACK_ALL:
+        ok = held == TL_REGION_COUNT;
+        break;
+    case TL_ACK_ONE:
+        ok = held > 0;
+        break;
+    default:
+        ok = ev->durable;
+        break;
+    }
+    if (ing->draining && !(ev->durable && ev->regions_ready)) {
+        set_result(r, TWINLANE__STATUS__RETRYABLE, "the agent stopped before acknowledging the "
+                   "event; it is kept in the WAL and reaches the regions after the agent "
+                   "restarts, so sending it again may store it twice");
+        ing->stats.events_unanswered++;
+    } else if (ok) {
         r->status = TWINLANE__STATUS__OK;
         ing->stats.events_acknowledged++;
     } else {
-        set_result(r, TWINLANE__STATUS__FAILED, "%s", failures);
+        set_result(r, TWINLANE__STATUS__FAILED, "%s", reported ? failures : "no region stored it");
         ing->stats.events_failed++;
     }
+
+    if (--b->remaining > 0)
+        return;
+    struct tl_conn *c = b->conn;
+    batch_finish(b);
+    conn_update_interest(c);
+    conn_maybe_free(c);
 }
 
-void tl_ingest_handle_completions(struct tl_ingest *ing)
+/* Gives connections stalled on a full pipeline another go. */
+static void resume_stalled(struct tl_ingest *ing)
 {
-    struct tl_event *list = tl_pipeline_take_done(ing->pipeline);
-
-    while (list) {
-        struct tl_event *ev = list;
-        list = ev->next;
-        struct tl_batch *b = ev->batch;
-        complete_event(ing, ev);
-        tl_pipeline_release(ing->pipeline, ev);
-        if (--b->remaining > 0)
-            continue;
-        struct tl_conn *c = b->conn;
-        batch_finish(b);
-        conn_update_interest(c);
-        conn_maybe_free(c);
-    }
-
-    /* Completions made room: give stalled connections another go. */
     for (struct tl_conn *c = ing->conns; c;) {
         struct tl_conn *next = c->next;
         if (c->stalled) {
@@ -247,6 +268,19 @@ void tl_ingest_handle_completions(struct tl_ingest *ing)
         }
         c = next;
     }
+}
+
+void tl_ingest_handle_completions(struct tl_ingest *ing)
+{
+    tl_pipeline_dispatch(ing->pipeline, tl_wal_ack_seq(ing->wal), answer_event, ing);
+    resume_stalled(ing);
+}
+
+void tl_ingest_answer_remaining(struct tl_ingest *ing)
+{
+    ing->draining = true;
+    tl_pipeline_dispatch(ing->pipeline, tl_wal_ack_seq(ing->wal), answer_event, ing);
+    tl_pipeline_drain(ing->pipeline, answer_event, ing);
 }
 
 /* ---- requests --------------------------------------------------------------------------- */
@@ -320,6 +354,7 @@ static struct tl_event *make_event(struct tl_ingest *ing, const Twinlane__Event 
     uint8_t *p = (uint8_t *)(ev->headers + e->n_headers);
 
     ev->topic = topic;
+    ev->topic_name = ing->cfg->topics[topic].name;
     ev->ingest_ms = now_ms;
     ev->has_key = e->has_key;
     ev->key = p;
@@ -405,21 +440,24 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
         ev->batch = b;
         ev->index = (uint32_t)i;
         char err[512];
-        if (tl_pipeline_append(ing->pipeline, ev, err, sizeof(err)) != 0) {
-            set_result(r, TWINLANE__STATUS__RETRYABLE, "agent cannot take events: %s", err);
-            tl_log_error("ingest", "event not accepted error=\"%s\"", err);
+        if (tl_wal_append(ing->wal, ev, err, sizeof(err)) != 0) {
+            /* The WAL logs and counts this itself, with a rate limit. */
+            set_result(r, TWINLANE__STATUS__RETRYABLE, "%s", err);
             free(ev);
             ing->stats.events_rejected++;
             continue;
         }
+        tl_pipeline_append(ing->pipeline, ev);
         b->remaining++;
         ing->stats.events_accepted++;
     }
 
-    if (b->remaining > 0)
+    if (b->remaining > 0) {
+        tl_wal_kick(ing->wal);
         tl_pipeline_wake_regions(ing->pipeline);
-    else
+    } else {
         batch_finish(b);
+    }
     return true;
 }
 
@@ -748,8 +786,8 @@ out:
 }
 
 int tl_ingest_open(const struct tl_config *cfg, int epfd, struct tl_pipeline *pipeline,
-                   const int32_t *partitions, struct tl_ingest **out, char *err,
-                   size_t errsize)
+                   struct tl_wal *wal, const int32_t *partitions, struct tl_ingest **out,
+                   char *err, size_t errsize)
 {
     struct tl_ingest *ing = tl_xcalloc(1, sizeof(*ing));
     int rc;
@@ -757,6 +795,7 @@ int tl_ingest_open(const struct tl_config *cfg, int epfd, struct tl_pipeline *pi
     ing->cfg = cfg;
     ing->epfd = epfd;
     ing->pipeline = pipeline;
+    ing->wal = wal;
     ing->partitions = partitions;
     ing->keyless_next = tl_xcalloc(cfg->topic_count, sizeof(*ing->keyless_next));
     ing->unix_listener.watch.fd = -1;

@@ -6,6 +6,9 @@
  * events to the pipeline, and answers each request with one ProduceResponse once every event
  * in it has a final status. Clients may pipeline: many requests before reading an answer.
  *
+ * Accepted events go to the WAL (which assigns the sequence number; a full WAL answers
+ * RETRYABLE) and then to the pipeline, which decides when each may be answered.
+ *
  * Per-event checks, answered per event: the topic must be configured (UNKNOWN_TOPIC) and a
  * valid Kafka topic name (INVALID); key + value + headers within listen.max_event_bytes
  * (TOO_LARGE); header names non-empty and not starting with "twinlane-" (INVALID).
@@ -27,6 +30,7 @@
 
 #include "config.h"
 #include "pipeline.h"
+#include "wal.h"
 
 struct tl_ingest;
 
@@ -39,6 +43,7 @@ struct tl_ingest_stats {
     uint64_t events_acknowledged;
     uint64_t events_rejected;
     uint64_t events_failed;
+    uint64_t events_unanswered;   /* answered RETRYABLE at shutdown, kept in the WAL */
     uint64_t bad_frames;
 };
 
@@ -48,11 +53,20 @@ struct tl_ingest_stats {
  * naming the address (for example another agent already listening on the socket).
  */
 int tl_ingest_open(const struct tl_config *cfg, int epfd, struct tl_pipeline *pipeline,
-                   const int32_t *partitions, struct tl_ingest **out, char *err,
-                   size_t errsize);
+                   struct tl_wal *wal, const int32_t *partitions, struct tl_ingest **out,
+                   char *err, size_t errsize);
 
-/* Answers every completed event waiting in the pipeline; call when its done fd is readable. */
+/*
+ * Answers every event that the acknowledgement rule now allows; call when the pipeline's done
+ * fd or the WAL's notify fd is readable.
+ */
 void tl_ingest_handle_completions(struct tl_ingest *ing);
+
+/*
+ * Answers what can be answered, then every event still unanswered with RETRYABLE (it stays in
+ * the WAL). For shutdown, after the regions stopped.
+ */
+void tl_ingest_answer_remaining(struct tl_ingest *ing);
 
 /* Closes the listeners (removing the socket file) and stops reading from every connection. */
 void tl_ingest_stop_accepting(struct tl_ingest *ing);

@@ -15,7 +15,7 @@
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "Usage: twinlane-agent -c FILE [--check] [--log-level LEVEL]\n"
+            "Usage: twinlane-agent -c FILE [--check] [--salvage-wal] [--log-level LEVEL]\n"
             "\n"
             "Takes events from producers on a local socket and writes every event to two\n"
             "regional Kafka clusters, in the same partition and order in both.\n"
@@ -24,6 +24,9 @@ static void print_usage(FILE *out)
             "  -c, --config FILE      configuration file (libconfig syntax; see\n"
             "                         docs/configuration.md)\n"
             "      --check            validate the configuration and exit\n"
+            "      --salvage-wal      when a WAL segment is damaged, move it aside into\n"
+            "                         WAL_DIR/damaged and start, losing its events (the log\n"
+            "                         says how many); without it the agent refuses to start\n"
             "      --log-level LEVEL  error, warn, info or debug (overrides agent.log_level)\n"
             "  -h, --help             show this help and exit\n"
             "  -V, --version          show the version and exit\n"
@@ -34,7 +37,7 @@ static void print_usage(FILE *out)
             "Exit status:\n"
             "  0  clean shutdown, or a valid configuration with --check\n"
             "  1  the agent could not start (region unreachable, topic missing or different,\n"
-            "     socket in use); the log says which\n"
+            "     socket in use, damaged WAL); the log says which\n"
             "  2  invalid command line or configuration\n");
 }
 
@@ -43,6 +46,7 @@ int main(int argc, char **argv)
     static const struct option options[] = {
         {"config", required_argument, NULL, 'c'},
         {"check", no_argument, NULL, 'k'},
+        {"salvage-wal", no_argument, NULL, 's'},
         {"log-level", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -51,6 +55,7 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     const char *level_name = NULL;
     bool check_only = false;
+    struct tl_agent_options agent_opts = {0};
     int opt;
 
     while ((opt = getopt_long(argc, argv, "c:hV", options, NULL)) != -1) {
@@ -63,6 +68,9 @@ int main(int argc, char **argv)
             break;
         case 'l':
             level_name = optarg;
+            break;
+        case 's':
+            agent_opts.salvage_wal = true;
             break;
         case 'h':
             print_usage(stdout);
@@ -105,7 +113,7 @@ int main(int argc, char **argv)
     }
     tl_log_set_level(level_name ? level : cfg.log_level);
 
-    int rc = tl_agent_run(&cfg, err, sizeof(err));
+    int rc = tl_agent_run(&cfg, &agent_opts, err, sizeof(err));
     if (rc != TL_EXIT_OK) {
         tl_log_error("agent", "start-up failed: %s", err);
         fprintf(stderr, "twinlane-agent: %s\n", err);

@@ -1,45 +1,33 @@
 /*
- * Pipeline: bounded ring of in-flight events, per-region cursors, completion queue and the
- * persistent sequence-number reservation.
+ * Pipeline: ring of unanswered events, completion list, and the acknowledgement rule.
  *
- * Ring invariant: tail <= cursor[r] <= head for every region r. Slot seq % cap holds the event
- * with that sequence number while tail <= seq < head; a released event leaves its slot NULL,
- * and tail moves past NULL slots. Since an event completes only after every region took it,
- * a NULL slot is never below a cursor's reach.
- *
- * DATA_DIR/sequence holds one decimal number: every sequence number below it may have been
- * used. At open the pipeline continues from that number and records number + SEQ_BLOCK
- * (written to a temporary file, fsynced, renamed) before handing any out.
+ * Ring invariant: for tail <= seq < head, slot seq % cap holds the event with that sequence
+ * number until it is answered, then NULL; tail moves past NULL slots. head - tail <= cap.
+ * durable_mark: every held event below it has `durable` set.
  */
 #include "pipeline.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "error.h"
 #include "log.h"
 #include "mem.h"
 
-#define SEQ_BLOCK (UINT64_C(1) << 20)
-
 struct tl_pipeline {
-    pthread_mutex_t lock;         /* ring, head, tail, cursors, bytes */
+    enum tl_ack_policy policy;
+    pthread_mutex_t lock;         /* ring, head, tail, bytes, count */
     struct tl_event **ring;
-    size_t cap;                   /* power of two */
+    size_t cap;                   /* power of two, >= max_events */
     size_t max_events;
     size_t max_bytes;
-    uint64_t head;                /* next sequence number to assign */
-    uint64_t tail;                /* lowest sequence number still held */
-    uint64_t cursor[TL_REGION_COUNT];
-    size_t bytes;                 /* event bytes held */
-    size_t count;                 /* events held */
+    uint64_t head;                /* next sequence number expected */
+    uint64_t tail;                /* lowest sequence number possibly held */
+    size_t bytes;
+    size_t count;
     int region_wake_fd[TL_REGION_COUNT];
 
     pthread_mutex_t done_lock;    /* done_head, done_tail */
@@ -47,110 +35,50 @@ struct tl_pipeline {
     struct tl_event *done_tail;
     int done_fd;
 
-    char *seq_path;               /* touched by the event loop thread only */
-    uint64_t seq_reserved;        /* numbers below this are recorded as possibly used */
+    uint64_t durable_mark;        /* event loop thread only */
 };
 
-static int write_reservation(struct tl_pipeline *p, uint64_t upto, char *err, size_t errsize)
-{
-    char tmp[4096];
-    char text[32];
-    int rc = TL_EIO;
-
-    snprintf(tmp, sizeof(tmp), "%s.tmp", p->seq_path);
-    int len = snprintf(text, sizeof(text), "%" PRIu64 "\n", upto);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return tl_error(err, errsize, TL_EIO, "cannot create %s: %s; check that the data "
-                        "directory is writable", tmp, strerror(errno));
-    if (write(fd, text, (size_t)len) != len || fsync(fd) != 0) {
-        tl_error(err, errsize, TL_EIO, "cannot write %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, p->seq_path) != 0) {
-        tl_error(err, errsize, TL_EIO, "cannot rename %s to %s: %s", tmp, p->seq_path,
-                 strerror(errno));
-        goto out;
-    }
-    p->seq_reserved = upto;
-    rc = 0;
-out:
-    close(fd);
-    return rc;
-}
-
-static int read_reservation(const char *path, uint64_t *value, char *err, size_t errsize)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) {
-            *value = 1;
-            return 0;
-        }
-        return tl_error(err, errsize, TL_EIO, "cannot open %s: %s", path, strerror(errno));
-    }
-    uint64_t v = 0;
-    int n = fscanf(f, "%" SCNu64, &v);
-    fclose(f);
-    if (n != 1 || v == 0)
-        return tl_error(err, errsize, TL_EINVAL, "%s does not hold a sequence number; if the "
-                        "data directory was damaged, remove the file (event ids may then repeat)",
-                        path);
-    *value = v;
-    return 0;
-}
-
-int tl_pipeline_open(const char *data_dir, size_t max_events, size_t max_bytes,
-                     struct tl_pipeline **out, char *err, size_t errsize)
+struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events,
+                                    size_t max_bytes, uint64_t first_seq)
 {
     struct tl_pipeline *p = tl_xcalloc(1, sizeof(*p));
     size_t cap = 1;
     while (cap < max_events)
         cap <<= 1;
 
+    p->policy = policy;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->done_lock, NULL);
     p->ring = tl_xcalloc(cap, sizeof(*p->ring));
     p->cap = cap;
     p->max_events = max_events;
     p->max_bytes = max_bytes;
+    p->head = p->tail = p->durable_mark = first_seq;
     for (int r = 0; r < TL_REGION_COUNT; r++)
         p->region_wake_fd[r] = -1;
     p->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->done_fd < 0)
         tl_panic("eventfd failed: %s", strerror(errno));
-
-    size_t path_len = strlen(data_dir) + sizeof("/sequence");
-    p->seq_path = tl_xmalloc(path_len);
-    snprintf(p->seq_path, path_len, "%s/sequence", data_dir);
-
-    uint64_t first = 1;
-    int rc = read_reservation(p->seq_path, &first, err, errsize);
-    if (rc == 0)
-        rc = write_reservation(p, first + SEQ_BLOCK, err, errsize);
-    if (rc != 0) {
-        tl_pipeline_close(p);
-        return rc;
-    }
-    p->head = p->tail = first;
-    for (int r = 0; r < TL_REGION_COUNT; r++)
-        p->cursor[r] = first;
-    tl_log_info("pipeline", "sequence numbers continue file=%s next_seq=%" PRIu64, p->seq_path,
-                first);
-    *out = p;
-    return 0;
+    return p;
 }
 
-void tl_pipeline_close(struct tl_pipeline *p)
+void tl_event_unref(struct tl_event *ev)
+{
+    if (atomic_fetch_sub(&ev->refs, 1) == 1)
+        free(ev);
+}
+
+void tl_pipeline_free(struct tl_pipeline *p)
 {
     if (!p)
         return;
-    for (uint64_t s = p->tail; s < p->head; s++)
-        free(p->ring[s & (p->cap - 1)]);
+    for (uint64_t s = p->tail; s < p->head; s++) {
+        struct tl_event *ev = p->ring[s & (p->cap - 1)];
+        if (ev)
+            tl_event_unref(ev);
+    }
     free(p->ring);
-    free(p->seq_path);
-    if (p->done_fd >= 0)
-        close(p->done_fd);
+    close(p->done_fd);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
     free(p);
@@ -164,30 +92,29 @@ void tl_pipeline_set_region_wake_fd(struct tl_pipeline *p, int region, int fd)
 bool tl_pipeline_has_room(struct tl_pipeline *p, size_t events, size_t bytes)
 {
     pthread_mutex_lock(&p->lock);
-    /* The ring slots between tail and head are busy even when some were released early. */
+    /* Answered slots between tail and head still block the ring until tail passes them. */
     bool room = (p->head - p->tail) + events <= p->max_events &&
                 (p->bytes == 0 || p->bytes + bytes <= p->max_bytes);
     pthread_mutex_unlock(&p->lock);
     return room;
 }
 
-int tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev, char *err, size_t errsize)
+void tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev)
 {
-    if (p->head >= p->seq_reserved) {
-        int rc = write_reservation(p, p->seq_reserved + SEQ_BLOCK, err, errsize);
-        if (rc != 0)
-            return rc;
-    }
+    atomic_store(&ev->refs, 1);
+    atomic_store(&ev->state, 0);
+    ev->regions_ready = p->policy == TL_ACK_LOCAL;
+    ev->durable = false;
 
-    atomic_store(&ev->pending, TL_REGION_COUNT);
     pthread_mutex_lock(&p->lock);
-    ev->seq = p->head;
+    if (ev->seq != p->head)
+        tl_panic("pipeline expected sequence number %llu, got %llu",
+                 (unsigned long long)p->head, (unsigned long long)ev->seq);
     p->ring[p->head & (p->cap - 1)] = ev;
     p->head++;
     p->bytes += ev->bytes;
     p->count++;
     pthread_mutex_unlock(&p->lock);
-    return 0;
 }
 
 void tl_pipeline_wake_regions(struct tl_pipeline *p)
@@ -202,24 +129,42 @@ void tl_pipeline_wake_regions(struct tl_pipeline *p)
     }
 }
 
-size_t tl_pipeline_take(struct tl_pipeline *p, int region, struct tl_event **out, size_t max)
+/* Returns the held event with sequence number seq, or NULL. Caller holds p->lock. */
+static struct tl_event *lookup_locked(struct tl_pipeline *p, uint64_t seq)
 {
-    size_t n = 0;
-
-    pthread_mutex_lock(&p->lock);
-    while (n < max && p->cursor[region] < p->head) {
-        out[n++] = p->ring[p->cursor[region] & (p->cap - 1)];
-        p->cursor[region]++;
-    }
-    pthread_mutex_unlock(&p->lock);
-    return n;
+    if (seq < p->tail || seq >= p->head)
+        return NULL;
+    struct tl_event *ev = p->ring[seq & (p->cap - 1)];
+    return ev && ev->seq == seq ? ev : NULL;
 }
 
-void tl_pipeline_report(struct tl_pipeline *p, struct tl_event *ev)
+struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq)
 {
-    if (atomic_fetch_sub(&ev->pending, 1) != 1)
-        return;
+    pthread_mutex_lock(&p->lock);
+    struct tl_event *ev = lookup_locked(p, seq);
+    if (ev)
+        atomic_fetch_add(&ev->refs, 1);
+    pthread_mutex_unlock(&p->lock);
+    return ev;
+}
 
+/* Returns whether the state bits satisfy the policy's demand on the regions. */
+static bool regions_satisfied(enum tl_ack_policy policy, unsigned state)
+{
+    unsigned all_reported = (1u << TL_REGION_COUNT) - 1;
+    switch (policy) {
+    case TL_ACK_ALL:
+        return (state & all_reported) == all_reported;
+    case TL_ACK_ONE:
+        return (state & (all_reported << 8)) != 0 || (state & all_reported) == all_reported;
+    case TL_ACK_LOCAL:
+        return false; /* set at append: nothing to wait for */
+    }
+    return false;
+}
+
+static void queue_done(struct tl_pipeline *p, struct tl_event *ev)
+{
     pthread_mutex_lock(&p->done_lock);
     ev->next = NULL;
     if (p->done_tail)
@@ -234,12 +179,53 @@ void tl_pipeline_report(struct tl_pipeline *p, struct tl_event *ev)
     (void)ignored;
 }
 
+void tl_pipeline_report(struct tl_pipeline *p, int region, struct tl_event *ev, int err,
+                        int64_t offset)
+{
+    /*
+     * Under the lock the live event cannot be answered and freed meanwhile: dispatch removes
+     * it from the ring under the same lock before dropping the pipeline's reference, and it
+     * is answered only after it was queued here.
+     */
+    pthread_mutex_lock(&p->lock);
+    struct tl_event *live = lookup_locked(p, ev->seq);
+    if (live) {
+        live->region[region].err = err;
+        live->region[region].offset = offset;
+        unsigned bits = TL_EVENT_REPORTED(region) | (err == 0 ? TL_EVENT_STORED(region) : 0);
+        unsigned state = atomic_fetch_or(&live->state, bits) | bits;
+        if (regions_satisfied(p->policy, state) && !(state & TL_EVENT_QUEUED)) {
+            unsigned before = atomic_fetch_or(&live->state, TL_EVENT_QUEUED);
+            if (!(before & TL_EVENT_QUEUED))
+                queue_done(p, live);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 int tl_pipeline_done_fd(const struct tl_pipeline *p)
 {
     return p->done_fd;
 }
 
-struct tl_event *tl_pipeline_take_done(struct tl_pipeline *p)
+/* Answers an event and removes it from the ring. Event loop thread. */
+static void finish(struct tl_pipeline *p, struct tl_event *ev,
+                   void (*answer)(void *ctx, struct tl_event *ev), void *ctx)
+{
+    answer(ctx, ev);
+
+    pthread_mutex_lock(&p->lock);
+    p->ring[ev->seq & (p->cap - 1)] = NULL;
+    p->bytes -= ev->bytes;
+    p->count--;
+    while (p->tail < p->head && p->ring[p->tail & (p->cap - 1)] == NULL)
+        p->tail++;
+    pthread_mutex_unlock(&p->lock);
+    tl_event_unref(ev);
+}
+
+void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
+                          void (*answer)(void *ctx, struct tl_event *ev), void *ctx)
 {
     uint64_t count;
     ssize_t ignored = read(p->done_fd, &count, sizeof(count));
@@ -249,19 +235,50 @@ struct tl_event *tl_pipeline_take_done(struct tl_pipeline *p)
     struct tl_event *list = p->done_head;
     p->done_head = p->done_tail = NULL;
     pthread_mutex_unlock(&p->done_lock);
-    return list;
+
+    while (list) {
+        struct tl_event *ev = list;
+        list = ev->next;
+        ev->regions_ready = true;
+        if (ev->durable)
+            finish(p, ev, answer, ctx);
+    }
+
+    /* Events the WAL has made acknowledgeable since the last round. */
+    pthread_mutex_lock(&p->lock);
+    uint64_t head = p->head;
+    pthread_mutex_unlock(&p->lock);
+    uint64_t end = wal_ack_seq < head ? wal_ack_seq : head;
+    while (p->durable_mark < end) {
+        pthread_mutex_lock(&p->lock);
+        struct tl_event *ev = lookup_locked(p, p->durable_mark);
+        pthread_mutex_unlock(&p->lock);
+        p->durable_mark++;
+        if (!ev)
+            continue;
+        ev->durable = true;
+        if (ev->regions_ready)
+            finish(p, ev, answer, ctx);
+    }
 }
 
-void tl_pipeline_release(struct tl_pipeline *p, struct tl_event *ev)
+void tl_pipeline_drain(struct tl_pipeline *p, void (*answer)(void *ctx, struct tl_event *ev),
+                       void *ctx)
 {
-    pthread_mutex_lock(&p->lock);
-    p->ring[ev->seq & (p->cap - 1)] = NULL;
-    p->bytes -= ev->bytes;
-    p->count--;
-    while (p->tail < p->head && p->ring[p->tail & (p->cap - 1)] == NULL)
-        p->tail++;
-    pthread_mutex_unlock(&p->lock);
-    free(ev);
+    pthread_mutex_lock(&p->done_lock);
+    p->done_head = p->done_tail = NULL;
+    pthread_mutex_unlock(&p->done_lock);
+
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        struct tl_event *ev = NULL;
+        for (uint64_t s = p->tail; s < p->head && !ev; s++)
+            ev = p->ring[s & (p->cap - 1)];
+        pthread_mutex_unlock(&p->lock);
+        if (!ev)
+            break;
+        finish(p, ev, answer, ctx);
+    }
 }
 
 size_t tl_pipeline_inflight(struct tl_pipeline *p)
@@ -270,12 +287,4 @@ size_t tl_pipeline_inflight(struct tl_pipeline *p)
     size_t n = p->count;
     pthread_mutex_unlock(&p->lock);
     return n;
-}
-
-uint64_t tl_pipeline_next_seq(struct tl_pipeline *p)
-{
-    pthread_mutex_lock(&p->lock);
-    uint64_t s = p->head;
-    pthread_mutex_unlock(&p->lock);
-    return s;
 }

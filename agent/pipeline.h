@@ -1,21 +1,20 @@
 /*
- * The pipeline: accepted events in sequence order, with one read cursor per region.
+ * The pipeline: events accepted but not yet answered, in sequence order, and the rule that
+ * decides when each may be answered.
  *
- * The event loop thread appends events; each region thread takes them from its own cursor in
- * sequence order, so both regions see the same order. Events stay in a bounded ring until the
- * event loop has answered them; when the ring or its byte budget is full, tl_pipeline_has_room
- * returns false and ingest stops reading from producers (back-pressure) instead of growing.
+ * The event loop thread appends each event after the WAL gave it its sequence number. Region
+ * threads look events up by sequence number (tl_pipeline_get) to produce them from memory, and
+ * report per-region outcomes (tl_pipeline_report). An event is answered when both hold:
+ *   - the regions satisfy agent.ack: "all" every region reported, "one" a region stored it or
+ *     every region reported, "local" nothing is asked of the regions;
+ *   - the WAL's acknowledgeable position (tl_wal_ack_seq) has passed it.
+ * The event loop thread applies that rule in tl_pipeline_dispatch and calls the answer function.
  *
- * Completed events (every region reported) are queued back to the event loop, which is woken
- * through an eventfd (tl_pipeline_done_fd).
+ * Back-pressure: at most max_events unanswered events and max_bytes of their payload; when
+ * tl_pipeline_has_room is false, ingest stops reading from producers.
  *
- * Sequence numbers survive restarts: the pipeline reserves them in blocks recorded in
- * DATA_DIR/sequence before handing any out, so a crash can skip numbers but never reuse one.
- *
- * NOTE: events live in memory only until both regions acknowledge them; a crash of the agent
- * loses the unacknowledged ones (their producers never got an OK, so they can retry).
- *
- * Locking: one mutex guards the ring and cursors; the completion list has its own.
+ * Locking: one mutex guards the ring; the completion list has its own. Region threads signal
+ * completions through an eventfd (tl_pipeline_done_fd).
  */
 #ifndef TL_PIPELINE_H
 #define TL_PIPELINE_H
@@ -24,19 +23,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "event.h"
 
 struct tl_pipeline;
 
 /*
- * Creates a pipeline holding at most max_events events and max_bytes event bytes, with
- * sequence numbers reserved in data_dir. Returns 0 or TL_EIO with err set.
+ * Creates a pipeline whose first event will have sequence number first_seq. Never fails
+ * (allocation failure aborts).
  */
-int tl_pipeline_open(const char *data_dir, size_t max_events, size_t max_bytes,
-                     struct tl_pipeline **out, char *err, size_t errsize);
+struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events,
+                                    size_t max_bytes, uint64_t first_seq);
 
-/* Frees the pipeline and every event still in it. No thread may use it any more. */
-void tl_pipeline_close(struct tl_pipeline *p);
+/* Frees the pipeline; events still held lose the pipeline's reference. */
+void tl_pipeline_free(struct tl_pipeline *p);
 
 /* Registers the eventfd a region thread waits on; appends write to it. */
 void tl_pipeline_set_region_wake_fd(struct tl_pipeline *p, int region, int fd);
@@ -45,43 +45,49 @@ void tl_pipeline_set_region_wake_fd(struct tl_pipeline *p, int region, int fd);
 bool tl_pipeline_has_room(struct tl_pipeline *p, size_t events, size_t bytes);
 
 /*
- * Appends an event, assigning its sequence number and setting pending to the region count.
- * The caller checked tl_pipeline_has_room. Returns 0, or TL_EIO if a sequence block could not
- * be recorded (the event is then not appended). Event loop thread.
+ * Adds an event whose seq the WAL has just assigned (always the next one in order). The
+ * pipeline takes one reference. Event loop thread.
  */
-int tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev, char *err, size_t errsize);
+void tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev);
 
 /* Wakes the region threads once after a run of appends. Event loop thread. */
 void tl_pipeline_wake_regions(struct tl_pipeline *p);
 
 /*
- * Takes up to max events from the region's cursor and advances it. Returns the count; never
- * blocks. The events stay owned by the pipeline. Region thread.
+ * Returns the live event with sequence number seq and a new reference to it, or NULL when it
+ * has been answered already (the region then reads the WAL). Region thread.
  */
-size_t tl_pipeline_take(struct tl_pipeline *p, int region, struct tl_event **out, size_t max);
+struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq);
 
 /*
- * Records that a region has reported on an event (its result slot is already written). When
- * every region has reported, queues the event for the event loop. Any region thread.
+ * Records a region's final result for an event: ev is the live event or the region's WAL
+ * copy; either way the live event, if still held, gets the result. Any region thread.
  */
-void tl_pipeline_report(struct tl_pipeline *p, struct tl_event *ev);
+void tl_pipeline_report(struct tl_pipeline *p, int region, struct tl_event *ev, int err,
+                        int64_t offset);
 
-/* Eventfd that becomes readable when completed events are queued. */
+/* Drops one reference; the last one frees the event. Any thread. */
+void tl_event_unref(struct tl_event *ev);
+
+/* Eventfd that becomes readable when region results are waiting for the event loop. */
 int tl_pipeline_done_fd(const struct tl_pipeline *p);
 
 /*
- * Removes and returns the list of completed events (linked through ev->next, in completion
- * order). The caller answers them and then calls tl_pipeline_release on each. Event loop thread.
+ * Applies the acknowledgement rule: takes the region results waiting, marks events below
+ * wal_ack_seq durable, and for every event now answerable calls answer(ctx, ev) and then
+ * removes the event from the pipeline. Event loop thread.
  */
-struct tl_event *tl_pipeline_take_done(struct tl_pipeline *p);
+void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
+                          void (*answer)(void *ctx, struct tl_event *ev), void *ctx);
 
-/* Frees a completed event and the ring slot it used. Event loop thread. */
-void tl_pipeline_release(struct tl_pipeline *p, struct tl_event *ev);
+/*
+ * Calls answer(ctx, ev) for every event still held and removes them all; for shutdown, after
+ * the regions have stopped. Event loop thread.
+ */
+void tl_pipeline_drain(struct tl_pipeline *p, void (*answer)(void *ctx, struct tl_event *ev),
+                       void *ctx);
 
-/* Events appended and not yet released. */
+/* Events appended and not yet answered. */
 size_t tl_pipeline_inflight(struct tl_pipeline *p);
-
-/* The sequence number the next appended event will get. */
-uint64_t tl_pipeline_next_seq(struct tl_pipeline *p);
 
 #endif

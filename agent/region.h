@@ -1,13 +1,21 @@
 /*
  * A region: one idempotent librdkafka producer (acks=all) for one Kafka cluster, and the
- * thread that feeds it.
+ * thread that feeds it from the WAL.
  *
  * librdkafka talks to one cluster per client instance, so each region owns its own rd_kafka_t.
- * The region thread takes events from the pipeline at this region's cursor, in sequence order,
- * produces each to the partition the agent chose, and serves the producer's delivery reports,
- * recording the result in the event's slot for this region. Waking is event-driven: the
- * pipeline writes to wake_fd after appends, and librdkafka writes to a pipe when delivery
- * reports are ready, so the thread sleeps in poll(2) otherwise.
+ * The region thread produces events in sequence order starting at its cursor: from memory when
+ * the pipeline still holds the event, otherwise read back from the WAL, so a region that falls
+ * behind catches up from disk with bounded memory. It serves the producer's delivery reports:
+ *   - success, or a failure that belongs to the event itself (record too large, invalid
+ *     record or timestamp): the event is final in this region and the pipeline is told;
+ *   - any other failure (timeouts, broker errors after librdkafka's own retries): the region
+ *     stops sending, waits for its in-flight events, backs off, and sends again from its
+ *     cursor, so the region still holds every event, possibly twice, in order per partition;
+ *   - a fatal producer error (rd_kafka_fatal_error): the producer is destroyed and built
+ *     again, and sending restarts from the cursor.
+ * The cursor (every event below it is final in this region) goes to the WAL, which persists it.
+ * Waking is event-driven: the pipeline writes to wake_fd after appends, and librdkafka writes
+ * to a pipe when delivery reports are ready, so the thread sleeps in poll(2) otherwise.
  *
  * Every record carries the event's own headers plus:
  *   twinlane-id      "<agent id>:<sequence number>", unique per agent across restarts
@@ -31,6 +39,7 @@
 #include "config.h"
 #include "log.h"
 #include "pipeline.h"
+#include "wal.h"
 
 struct tl_region {
     int index;
@@ -40,6 +49,20 @@ struct tl_region {
     rd_kafka_t *rk;
     rd_kafka_topic_t **topics;        /* one handle per configured topic */
     struct tl_pipeline *pipeline;
+    struct tl_wal *wal;
+
+    /* Region thread only (and the main thread once the region thread has stopped). */
+    uint64_t cursor;                  /* every event below is final in this region */
+    uint64_t send_seq;                /* next sequence number to produce */
+    uint8_t *window;                  /* state of seq in [cursor, cursor + window_cap) */
+    size_t window_cap;                /* power of two */
+    size_t inflight;                  /* produced, delivery report not yet served */
+    bool resend;                      /* a retriable failure: resend from the cursor */
+    int64_t resend_at_ms;
+    int resend_backoff_ms;
+    struct tl_wal_reader *reader;
+    bool fatal;                       /* a fatal error was reported; rebuild the producer */
+    int stop_timeout_ms;              /* set before stopping is */
 
     pthread_t thread;
     bool thread_started;
@@ -50,7 +73,10 @@ struct tl_region {
     /* Counters, read by any thread. */
     atomic_uint_fast64_t produced;
     atomic_uint_fast64_t delivered;
-    atomic_uint_fast64_t failed;
+    atomic_uint_fast64_t failed;          /* final failures that belong to one event */
+    atomic_uint_fast64_t retried;         /* deliveries that failed and were sent again */
+    atomic_uint_fast64_t rebuilds;        /* producers rebuilt after a fatal error */
+    atomic_uint_fast64_t published_cursor;
 
     struct tl_ratelimit error_log;
 };
@@ -61,8 +87,8 @@ struct tl_region {
  * Returns 0 or TL_EKAFKA with err naming the property librdkafka rejected.
  */
 int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap,
-                   struct tl_pipeline *pipeline, struct tl_region **out, char *err,
-                   size_t errsize);
+                   struct tl_pipeline *pipeline, struct tl_wal *wal, struct tl_region **out,
+                   char *err, size_t errsize);
 
 /*
  * Fetches metadata for every configured topic, retrying until timeout_ms, and stores each
@@ -73,12 +99,13 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
 int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partitions, char *err,
                            size_t errsize);
 
-/* Starts the region thread. Returns 0 or TL_EIO. */
+/* Starts the region thread, sending from the WAL cursor. Returns 0 or TL_EIO. */
 int tl_region_start(struct tl_region *r, char *err, size_t errsize);
 
 /*
- * Stops the region thread, then waits up to timeout_ms for librdkafka to deliver what it holds;
- * events still undelivered after that are reported with RD_KAFKA_RESP_ERR__PURGE_QUEUE.
+ * Stops sending, waits up to timeout_ms for librdkafka to deliver what it holds (serving the
+ * delivery reports), then stops the thread; events still undelivered stay in the WAL for the
+ * next start.
  */
 void tl_region_stop(struct tl_region *r, int timeout_ms);
 
