@@ -189,6 +189,17 @@ static int build_conf(struct tl_region *r, const char *bootstrap, rd_kafka_conf_
         max_kbytes = 2147483647;
     snprintf(value, sizeof(value), "%zu", max_kbytes);
     rc_set |= set_property(conf, rc->name, "queue.buffering.max.kbytes", value, err, errsize);
+    /*
+     * librdkafka refuses messages over message.max.bytes (default 1000000) locally, so the
+     * default must leave room for the largest event the agent accepts plus the twinlane
+     * headers. The broker's own limit (message.max.bytes, topic max.message.bytes) still
+     * applies; an event over it fails in that region as MSG_SIZE_TOO_LARGE.
+     */
+    size_t max_message = r->cfg->max_event_bytes + 4096;
+    if (max_message > 1000000) {
+        snprintf(value, sizeof(value), "%zu", max_message);
+        rc_set |= set_property(conf, rc->name, "message.max.bytes", value, err, errsize);
+    }
     if (rc_set)
         goto fail;
 

@@ -302,10 +302,44 @@ static void invalid_config_exits_two(void **state)
     assert_true(count_in_log(log, "agent.conf:") >= 1);
 }
 
+static const char *const DEFAULT_LIMITS_CONFIG =
+    "agent = { id = \"it-big\"; home_region = \"east\"; data_dir = \"@DIR@/data\"; };\n"
+    "regions = ( { name = \"east\"; bootstrap = \"embedded\"; embedded_brokers = 1; },\n"
+    "            { name = \"west\"; bootstrap = \"embedded\"; embedded_brokers = 1; } );\n"
+    "topics = ( { name = \"events\"; partitions = 1; } );\n";
+
+/* librdkafka's own message.max.bytes (1000000) must not undercut listen.max_event_bytes. */
+static void event_near_size_limit_accepted(void **state)
+{
+    (void)state;
+    static const char *const embedded[2] = {"east", "west"};
+    struct it_agent agent;
+    struct tally tally = {0};
+    char err[256];
+    size_t size = 1040000; /* over 1000000, under the default 1 MiB limit */
+    char *value = malloc(size);
+    memset(value, 'x', size);
+
+    it_agent_start(&agent, "big", DEFAULT_LIMITS_CONFIG, embedded);
+    struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
+    struct tl_client *c;
+    assert_int_equal(tl_client_connect(agent.socket, &opts, &c, err, sizeof(err)), 0);
+    struct tl_client_event ev = {.topic = "events", .value = value, .value_len = size,
+                                 .opaque = (void *)1};
+    assert_int_equal(tl_client_send(c, &ev, 1, NULL, err, sizeof(err)), 0);
+    assert_int_equal(tl_client_flush(c, 60000), 0);
+    tl_client_close(c);
+
+    assert_int_equal(tally.status_of[1], TL_CLIENT_OK);
+    assert_int_equal(it_agent_stop(&agent), 0);
+    free(value);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(malformed_frames_leave_agent_serving),
+        cmocka_unit_test(event_near_size_limit_accepted),
         cmocka_unit_test(partition_mismatch_stops_start),
         cmocka_unit_test(missing_topic_stops_start),
         cmocka_unit_test(invalid_config_exits_two),
