@@ -9,10 +9,12 @@
  *      carry no L suffix. libconfig 1.5 reads such a literal through atoi() and silently keeps
  *      the low 32 bits, so "max_inflight_bytes = 4296015872" would become 1 MiB. The loader
  *      rejects these literals when it reads the setting that contains one.
- *   3. Each section is checked in the order agent, listen, wal, regions, topics, and then
- *      the settings that refer to other sections (agent.home_region, topic replication
- *      factors). wal comes after listen because a WAL segment must hold the largest event.
- *      The first problem found stops loading.
+ *   3. Each section is checked in the order agent, listen, wal, breaker, regions, topics,
+ *      heartbeat, together with the settings that refer to other sections (agent.home_region,
+ *      topic replication factors). wal comes after listen because a WAL segment must hold the
+ *      largest event. heartbeat comes last because its topic must differ from every event
+ *      topic and its interval must be shorter than breaker.rto_target_ms. The first problem
+ *      found stops loading.
  *
  * Every group rejects settings it does not know, so a misspelt name is reported instead of
  * silently falling back to its default. Every message has the form
@@ -76,6 +78,33 @@ _Static_assert(WAL_DEFAULT_MAX_BYTES >= 2 * WAL_MAX_SEGMENT_BYTES,
 _Static_assert(WAL_DEFAULT_SEGMENT_BYTES >= MIB + WAL_RECORD_OVERHEAD_BYTES,
                "the default WAL segment must hold an event of the default max_event_bytes");
 
+/*
+ * Time the RTO check allows for failover after a hung region is detected, while the breaker
+ * opens and acknowledgements resume from the other region under agent.ack. A hung region is
+ * detected after breaker.stall_timeout_ms, so stall_timeout_ms + BREAKER_FAILOVER_MS must not
+ * exceed breaker.rto_target_ms.
+ */
+#define BREAKER_FAILOVER_MS 1000
+
+#define BREAKER_MIN_STALL_TIMEOUT_MS 100
+#define BREAKER_DEFAULT_STALL_TIMEOUT_MS 1500
+#define BREAKER_DEFAULT_OPEN_MS 1000
+#define BREAKER_DEFAULT_OPEN_MAX_MS 30000
+#define BREAKER_DEFAULT_RTO_TARGET_MS 3000
+#define HEARTBEAT_DEFAULT_TOPIC "twinlane.heartbeats"
+#define HEARTBEAT_DEFAULT_INTERVAL_MS 1000
+
+/* These keep the defaults within the cross-setting checks, so leaving settings out passes. */
+_Static_assert(BREAKER_DEFAULT_STALL_TIMEOUT_MS + BREAKER_FAILOVER_MS <=
+               BREAKER_DEFAULT_RTO_TARGET_MS,
+               "the default stall timeout must meet the default RTO target");
+_Static_assert(BREAKER_DEFAULT_OPEN_MAX_MS >= BREAKER_DEFAULT_OPEN_MS,
+               "the default longest OPEN interval must not be below the default first one");
+/* Every rto_target_ms that passes the RTO check is above the default heartbeat interval. */
+_Static_assert(HEARTBEAT_DEFAULT_INTERVAL_MS <
+               BREAKER_MIN_STALL_TIMEOUT_MS + BREAKER_FAILOVER_MS,
+               "the default heartbeat interval must be below every accepted RTO target");
+
 /* Maximum length of a socket path, so that it fits in sockaddr_un.sun_path with its NUL. */
 #define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
@@ -96,12 +125,17 @@ struct loader {
 };
 
 static const char *const ROOT_SETTINGS[] = {
-    "agent", "wal", "listen", "regions", "topics", NULL};
+    "agent", "wal", "breaker", "heartbeat", "listen", "regions", "topics", NULL};
 static const char *const AGENT_SETTINGS[] = {
     "id", "home_region", "data_dir", "log_level", "shutdown_timeout_ms",
-    "max_inflight_events", "max_inflight_bytes", "ack", NULL};
+    "max_inflight_events", "max_inflight_bytes", "ack", "when_no_region", NULL};
 static const char *const WAL_SETTINGS[] = {
     "dir", "fsync", "fsync_interval_ms", "segment_bytes", "max_bytes", "when_full", NULL};
+static const char *const BREAKER_SETTINGS[] = {
+    "consecutive_failures", "failure_rate_percent", "rate_window_ms", "min_volume",
+    "stall_timeout_ms", "open_ms", "open_max_ms", "probes_to_close", "rto_target_ms",
+    "backfill_events_per_sec", NULL};
+static const char *const HEARTBEAT_SETTINGS[] = {"topic", "interval_ms", NULL};
 static const char *const LISTEN_SETTINGS[] = {
     "unix", "tcp", "max_frame_bytes", "max_event_bytes", "max_connections", NULL};
 static const char *const REGION_SETTINGS[] = {
@@ -139,6 +173,8 @@ static const struct choice FSYNC_CHOICES[] = {
     {NULL, 0}};
 static const struct choice WHEN_FULL_CHOICES[] = {
     {"reject", TL_WHEN_FULL_REJECT}, {"shed", TL_WHEN_FULL_SHED}, {NULL, 0}};
+static const struct choice NO_REGION_CHOICES[] = {
+    {"spool", TL_NO_REGION_SPOOL}, {"reject", TL_NO_REGION_REJECT}, {NULL, 0}};
 
 /* Name fragments that mark a property value as secret. */
 static const char *const SECRET_FRAGMENTS[] = {"password", "secret", "sasl.jaas", "key"};
@@ -1001,6 +1037,13 @@ static int parse_agent(struct loader *ld, const config_setting_t *root, struct t
     if (rc != 0)
         return rc;
     cfg->ack_policy = (enum tl_ack_policy)policy;
+
+    int action;
+    rc = get_choice(ld, agent, "when_no_region", NO_REGION_CHOICES, TL_NO_REGION_SPOOL,
+                    "an action for when no region is available", &action, NULL);
+    if (rc != 0)
+        return rc;
+    cfg->when_no_region = (enum tl_no_region)action;
     return 0;
 }
 
@@ -1212,6 +1255,129 @@ static int parse_wal(struct loader *ld, const config_setting_t *root, struct tl_
     return 0;
 }
 
+/* Checks that the OPEN interval can grow: breaker.open_max_ms must not be below open_ms. */
+static int check_open_interval(struct loader *ld, const config_setting_t *open_setting,
+                               const config_setting_t *open_max_setting,
+                               const struct tl_config *cfg)
+{
+    int open = cfg->breaker_open_ms;
+    int open_max = cfg->breaker_open_max_ms;
+
+    if (open_max >= open)
+        return 0;
+    if (open_max_setting)
+        return reject(ld, open_max_setting, NULL, "%d is less than breaker.open_ms = %d%s, but "
+                      "the OPEN interval starts at open_ms and grows up to open_max_ms; raise "
+                      "open_max_ms to at least %d or lower open_ms", open_max, open,
+                      open_setting ? "" : " (the default)", open);
+    return reject(ld, open_setting, NULL, "%d is greater than breaker.open_max_ms = %d (the "
+                  "default), but the OPEN interval starts at open_ms and grows up to "
+                  "open_max_ms; lower open_ms to at most %d or set open_max_ms to at least %d",
+                  open, open_max, open_max, open);
+}
+
+/*
+ * Checks that a hung region is detected and failed over within breaker.rto_target_ms. The
+ * message points at stall_timeout_ms when it is set, else at rto_target_ms. The defaults pass,
+ * so one of the two is always set when the check fails.
+ */
+static int check_rto_target(struct loader *ld, const config_setting_t *stall_setting,
+                            const config_setting_t *rto_setting, const struct tl_config *cfg)
+{
+    long long stall = cfg->breaker_stall_timeout_ms;
+    long long rto = cfg->breaker_rto_target_ms;
+    long long stall_max = rto - BREAKER_FAILOVER_MS;
+    long long rto_min = stall + BREAKER_FAILOVER_MS;
+
+    if (stall <= stall_max)
+        return 0;
+
+    char fix[256];
+    if (stall_max >= BREAKER_MIN_STALL_TIMEOUT_MS)
+        snprintf(fix, sizeof(fix), "lower stall_timeout_ms to at most %lld or raise "
+                 "rto_target_ms to at least %lld", stall_max, rto_min);
+    else
+        snprintf(fix, sizeof(fix), "raise rto_target_ms to at least %lld, because "
+                 "stall_timeout_ms cannot go below %d", rto_min, BREAKER_MIN_STALL_TIMEOUT_MS);
+
+    if (stall_setting)
+        return reject(ld, stall_setting, NULL, "%lld cannot meet breaker.rto_target_ms = "
+                      "%lld%s, because a hung region is detected after stall_timeout_ms and "
+                      "failover takes up to %d ms more; %s", stall, rto,
+                      rto_setting ? "" : " (the default)", BREAKER_FAILOVER_MS, fix);
+    return reject(ld, rto_setting, NULL, "%lld cannot be met with breaker.stall_timeout_ms = "
+                  "%lld (the default), because a hung region is detected after "
+                  "stall_timeout_ms and failover takes up to %d ms more; %s", rto, stall,
+                  BREAKER_FAILOVER_MS, fix);
+}
+
+/*
+ * Reads the breaker group, which may be left out. *rto_setting receives
+ * breaker.rto_target_ms, or NULL when it is left out.
+ */
+static int parse_breaker(struct loader *ld, const config_setting_t *root, struct tl_config *cfg,
+                         const config_setting_t **rto_setting)
+{
+    config_setting_t *breaker;
+    const config_setting_t *stall_setting;
+    const config_setting_t *open_setting;
+    const config_setting_t *open_max_setting;
+    long long number;
+
+    *rto_setting = NULL;
+
+    int rc = get_group(ld, root, "breaker", false, &breaker);
+    if (rc != 0)
+        return rc;
+    if (breaker) {
+        rc = check_members(ld, breaker, BREAKER_SETTINGS);
+        if (rc != 0)
+            return rc;
+    }
+
+    /* The plain ranges, in the order of the documentation. */
+    const struct {
+        const char *name;
+        long long min;
+        long long max;
+        long long def;
+        int *field;
+        const config_setting_t **setting;
+    } ranges[] = {
+        {"consecutive_failures", 1, 1000, 5, &cfg->breaker_consecutive_failures, NULL},
+        {"failure_rate_percent", 1, 100, 50, &cfg->breaker_failure_rate_percent, NULL},
+        {"rate_window_ms", 1000, 600000, 10000, &cfg->breaker_rate_window_ms, NULL},
+        {"min_volume", 1, 1000000, 20, &cfg->breaker_min_volume, NULL},
+        {"stall_timeout_ms", BREAKER_MIN_STALL_TIMEOUT_MS, 600000,
+         BREAKER_DEFAULT_STALL_TIMEOUT_MS, &cfg->breaker_stall_timeout_ms, &stall_setting},
+        {"open_ms", 100, 600000, BREAKER_DEFAULT_OPEN_MS, &cfg->breaker_open_ms,
+         &open_setting},
+        {"open_max_ms", 100, 3600000, BREAKER_DEFAULT_OPEN_MAX_MS, &cfg->breaker_open_max_ms,
+         &open_max_setting},
+        {"probes_to_close", 1, 100, 2, &cfg->breaker_probes_to_close, NULL},
+        {"rto_target_ms", 500, 600000, BREAKER_DEFAULT_RTO_TARGET_MS,
+         &cfg->breaker_rto_target_ms, rto_setting},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        rc = get_integer(ld, breaker, ranges[i].name, ranges[i].min, ranges[i].max,
+                         ranges[i].def, false, &number, ranges[i].setting);
+        if (rc != 0)
+            return rc;
+        *ranges[i].field = (int)number;
+    }
+
+    rc = get_integer(ld, breaker, "backfill_events_per_sec", 0, 10000000, 50000, false,
+                     &number, NULL);
+    if (rc != 0)
+        return rc;
+    cfg->backfill_events_per_sec = (uint64_t)number;
+
+    rc = check_open_interval(ld, open_setting, open_max_setting, cfg);
+    if (rc != 0)
+        return rc;
+    return check_rto_target(ld, stall_setting, *rto_setting, cfg);
+}
+
 static int parse_region(struct loader *ld, const config_setting_t *group, struct tl_config *cfg,
                         size_t index)
 {
@@ -1382,6 +1548,73 @@ static int check_home_region(struct loader *ld, const config_setting_t *home_set
                   cfg->regions[1].name);
 }
 
+/* Returns the name setting of topics.[index]. */
+static const config_setting_t *topic_name_setting(const config_setting_t *root, int index)
+{
+    const config_setting_t *list = config_setting_get_member(root, "topics");
+    const config_setting_t *group = config_setting_get_elem(list, (unsigned int)index);
+    return config_setting_get_member(group, "name");
+}
+
+/*
+ * Reads the heartbeat group, which may be left out. Runs after the topics and the breaker
+ * group are read. rto_setting is breaker.rto_target_ms, or NULL when it was left out.
+ */
+static int parse_heartbeat(struct loader *ld, const config_setting_t *root,
+                           struct tl_config *cfg, const config_setting_t *rto_setting)
+{
+    config_setting_t *heartbeat;
+    const char *value;
+    const config_setting_t *s;
+    long long number;
+    char quoted[96];
+
+    int rc = get_group(ld, root, "heartbeat", false, &heartbeat);
+    if (rc != 0)
+        return rc;
+    if (heartbeat) {
+        rc = check_members(ld, heartbeat, HEARTBEAT_SETTINGS);
+        if (rc != 0)
+            return rc;
+    }
+
+    rc = get_string(ld, heartbeat, "topic", false, &value, &s);
+    if (rc != 0)
+        return rc;
+    char reason[256];
+    if (value && !tl_topic_name_valid(value, strlen(value), reason, sizeof(reason)))
+        return reject(ld, s, NULL, "%s", reason);
+    const char *topic = value ? value : HEARTBEAT_DEFAULT_TOPIC;
+
+    /* Producers' events and heartbeats must not share a topic. */
+    int clash = tl_config_topic_index(cfg, topic);
+    quote(topic, quoted, sizeof(quoted));
+    if (clash >= 0 && s)
+        return reject(ld, s, NULL, "%s is also the name of the event topic topics.[%d]; "
+                      "heartbeats need a topic of their own, so choose another name",
+                      quoted, clash);
+    if (clash >= 0)
+        return reject(ld, topic_name_setting(root, clash), NULL, "%s is the default "
+                      "heartbeat.topic, and heartbeats need a topic of their own; rename this "
+                      "topic or set heartbeat.topic to another name", quoted);
+    cfg->heartbeat_topic = tl_xstrdup(topic);
+
+    /* Every rto_target_ms that loads is above the default, so s is set when this fails. */
+    rc = get_integer(ld, heartbeat, "interval_ms", 100, 60000, HEARTBEAT_DEFAULT_INTERVAL_MS,
+                     false, &number, &s);
+    if (rc != 0)
+        return rc;
+    if (number >= cfg->breaker_rto_target_ms)
+        return reject(ld, s, NULL, "%lld is not less than breaker.rto_target_ms = %d%s, but "
+                      "heartbeats are the probes of a half-open breaker and must be sent more "
+                      "often than the RTO target; lower interval_ms to at most %d or raise "
+                      "breaker.rto_target_ms to at least %lld", number,
+                      cfg->breaker_rto_target_ms, rto_setting ? "" : " (the default)",
+                      cfg->breaker_rto_target_ms - 1, number + 1);
+    cfg->heartbeat_interval_ms = (int)number;
+    return 0;
+}
+
 /* --- Entry points ------------------------------------------------------------------------- */
 
 static int validate(struct loader *ld, const config_t *lc, struct tl_config *cfg)
@@ -1390,6 +1623,7 @@ static int validate(struct loader *ld, const config_t *lc, struct tl_config *cfg
     const config_setting_t *home_setting = NULL;
     const config_setting_t *data_dir_setting = NULL;
     const config_setting_t *event_setting = NULL;
+    const config_setting_t *rto_setting = NULL;
 
     int rc = check_members(ld, root, ROOT_SETTINGS);
     if (rc != 0)
@@ -1403,13 +1637,19 @@ static int validate(struct loader *ld, const config_t *lc, struct tl_config *cfg
     rc = parse_wal(ld, root, cfg, event_setting);
     if (rc != 0)
         return rc;
+    rc = parse_breaker(ld, root, cfg, &rto_setting);
+    if (rc != 0)
+        return rc;
     rc = parse_regions(ld, root, cfg);
     if (rc != 0)
         return rc;
     rc = check_home_region(ld, home_setting, cfg);
     if (rc != 0)
         return rc;
-    return parse_topics(ld, root, cfg);
+    rc = parse_topics(ld, root, cfg);
+    if (rc != 0)
+        return rc;
+    return parse_heartbeat(ld, root, cfg, rto_setting);
 }
 
 /* Parses text; include_dir (or NULL) is where @include paths are resolved. */
@@ -1566,6 +1806,7 @@ void tl_config_free(struct tl_config *cfg)
     free(cfg->tcp_host);
     free(cfg->tcp_port);
     free(cfg->wal_dir);
+    free(cfg->heartbeat_topic);
 
     for (size_t i = 0; i < TL_REGION_COUNT; i++) {
         struct tl_region_config *region = &cfg->regions[i];

@@ -5,9 +5,14 @@
  *
  *   agent   = { id = "..."; home_region = "..."; data_dir = "..."; log_level = "info";
  *               shutdown_timeout_ms = 10000; max_inflight_events = 100000;
- *               max_inflight_bytes = 268435456; ack = "all"; };
+ *               max_inflight_bytes = 268435456; ack = "all";
+ *               when_no_region = "spool"; };
  *   wal     = { dir = "<data_dir>/wal"; fsync = "always"; fsync_interval_ms = 100;
  *               segment_bytes = 67108864; max_bytes = 8589934592L; when_full = "reject"; };
+ *   breaker = { consecutive_failures = 5; failure_rate_percent = 50; rate_window_ms = 10000;
+ *               min_volume = 20; stall_timeout_ms = 1500; open_ms = 1000; open_max_ms = 30000;
+ *               probes_to_close = 2; rto_target_ms = 3000; backfill_events_per_sec = 50000; };
+ *   heartbeat = { topic = "twinlane.heartbeats"; interval_ms = 1000; };
  *   listen  = { unix = "/path/agent.sock"; tcp = "127.0.0.1:7411";
  *               max_frame_bytes = 4194304; max_event_bytes = 1048576; max_connections = 256; };
  *   regions = ( { name = "east"; bootstrap = "embedded"; embedded_brokers = 3;
@@ -50,6 +55,12 @@ enum tl_fsync_mode {
 enum tl_when_full {
     TL_WHEN_FULL_REJECT = 0, /* answer new events RETRYABLE until space returns */
     TL_WHEN_FULL_SHED = 1,   /* delete the oldest segment, losing it for the regions behind */
+};
+
+/* What the agent does when no region's breaker is closed (agent.when_no_region). */
+enum tl_no_region {
+    TL_NO_REGION_SPOOL = 0,  /* acknowledge from the WAL alone, flagged as spooled */
+    TL_NO_REGION_REJECT = 1, /* answer new events RETRYABLE ("unavailable") */
 };
 
 struct tl_region_config {
@@ -95,6 +106,24 @@ struct tl_config {
     uint64_t wal_segment_bytes;      /* wal.segment_bytes, default 64 MiB */
     uint64_t wal_max_bytes;          /* wal.max_bytes (quota), default 8 GiB */
     enum tl_when_full wal_when_full; /* wal.when_full, default "reject" */
+
+    enum tl_no_region when_no_region; /* agent.when_no_region, default "spool" */
+
+    /* Circuit breaker, per region (group "breaker"). */
+    int breaker_consecutive_failures; /* trip after this many failed deliveries in a row: 5 */
+    int breaker_failure_rate_percent; /* trip when this share of deliveries failed: 50 */
+    int breaker_rate_window_ms;       /* ... over this window: 10000 */
+    int breaker_min_volume;           /* ... once it holds this many deliveries: 20 */
+    int breaker_stall_timeout_ms;     /* trip when the oldest in-flight event is this old: 1500 */
+    int breaker_open_ms;              /* first OPEN interval, doubled per reopen, jittered: 1000 */
+    int breaker_open_max_ms;          /* longest OPEN interval: 30000 */
+    int breaker_probes_to_close;      /* successful probes before backfill starts: 2 */
+    int breaker_rto_target_ms;        /* acknowledgements must resume within this: 3000 */
+    uint64_t backfill_events_per_sec; /* backfill rate limit per region, 0 unlimited: 50000 */
+
+    /* Heartbeats (group "heartbeat"). */
+    char *heartbeat_topic;            /* default "twinlane.heartbeats" */
+    int heartbeat_interval_ms;        /* default 1000 */
 
     struct tl_region_config regions[TL_REGION_COUNT];
 

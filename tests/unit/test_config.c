@@ -4,7 +4,9 @@
  * Further tests cover a full valid file, the defaults and the look-up helpers.
  *
  * Most tests fill a fixed seven-line template, so the line in an expected message is the
- * template line of the group under test. Line 8 is present only when a test sets parts.wal:
+ * template line of the group under test. The optional groups wal, breaker and heartbeat
+ * follow, in that order and one line each, only when a test sets them, so the first one set
+ * is at line 8:
  *
  *   1 agent = { ... };
  *   2 listen = { ... };
@@ -14,6 +16,8 @@
  *   6 );
  *   7 topics = ( { ... } );
  *   8 wal = { ... };
+ *   9 breaker = { ... };
+ *  10 heartbeat = { ... };
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,7 +46,9 @@ struct parts {
     const char *east;
     const char *west;
     const char *topic;
-    const char *wal;     /* NULL leaves the wal group out */
+    const char *wal;       /* NULL leaves the wal group out */
+    const char *breaker;   /* NULL leaves the breaker group out */
+    const char *heartbeat; /* NULL leaves the heartbeat group out */
 };
 
 static struct tl_config cfg;
@@ -70,7 +76,13 @@ static int parse_parts(struct parts p)
                         p.east ? p.east : EAST_DEFAULT, p.west ? p.west : WEST_DEFAULT,
                         p.topic ? p.topic : TOPIC_DEFAULT);
     if (p.wal)
-        snprintf(text + used, sizeof(text) - (size_t)used, "wal = { %s };\n", p.wal);
+        used += snprintf(text + used, sizeof(text) - (size_t)used, "wal = { %s };\n", p.wal);
+    if (p.breaker)
+        used += snprintf(text + used, sizeof(text) - (size_t)used, "breaker = { %s };\n",
+                         p.breaker);
+    if (p.heartbeat)
+        snprintf(text + used, sizeof(text) - (size_t)used, "heartbeat = { %s };\n",
+                 p.heartbeat);
     return parse_text(text);
 }
 
@@ -108,7 +120,14 @@ static void full_config_fills_every_field(void **state)
         "  id = \"node-1.a_b\"; home_region = \"west\"; data_dir = \"/var/lib/tl\";\n"
         "  log_level = \"debug\"; shutdown_timeout_ms = 2500;\n"
         "  max_inflight_events = 5000; max_inflight_bytes = 68719476736L; ack = \"one\";\n"
+        "  when_no_region = \"reject\";\n"
         "};\n"
+        "breaker = {\n"
+        "  consecutive_failures = 7; failure_rate_percent = 40; rate_window_ms = 20000;\n"
+        "  min_volume = 50; stall_timeout_ms = 2000; open_ms = 500; open_max_ms = 60000;\n"
+        "  probes_to_close = 3; rto_target_ms = 4000; backfill_events_per_sec = 0;\n"
+        "};\n"
+        "heartbeat = { topic = \"tl.probes\"; interval_ms = 250; };\n"
         "wal = {\n"
         "  dir = \"/srv/tl-wal\"; fsync = \"interval\"; fsync_interval_ms = 250;\n"
         "  segment_bytes = 16777216; max_bytes = 17592186044416L; when_full = \"shed\";\n"
@@ -136,6 +155,19 @@ static void full_config_fills_every_field(void **state)
     assert_int_equal(cfg.max_inflight_events, 5000);
     assert_int_equal(cfg.max_inflight_bytes, 68719476736ULL);
     assert_int_equal(cfg.ack_policy, TL_ACK_ONE);
+    assert_int_equal(cfg.when_no_region, TL_NO_REGION_REJECT);
+    assert_int_equal(cfg.breaker_consecutive_failures, 7);
+    assert_int_equal(cfg.breaker_failure_rate_percent, 40);
+    assert_int_equal(cfg.breaker_rate_window_ms, 20000);
+    assert_int_equal(cfg.breaker_min_volume, 50);
+    assert_int_equal(cfg.breaker_stall_timeout_ms, 2000);
+    assert_int_equal(cfg.breaker_open_ms, 500);
+    assert_int_equal(cfg.breaker_open_max_ms, 60000);
+    assert_int_equal(cfg.breaker_probes_to_close, 3);
+    assert_int_equal(cfg.breaker_rto_target_ms, 4000);
+    assert_int_equal(cfg.backfill_events_per_sec, 0);
+    assert_string_equal(cfg.heartbeat_topic, "tl.probes");
+    assert_int_equal(cfg.heartbeat_interval_ms, 250);
     assert_string_equal(cfg.wal_dir, "/srv/tl-wal");
     assert_int_equal(cfg.wal_fsync, TL_FSYNC_INTERVAL);
     assert_int_equal(cfg.wal_fsync_interval_ms, 250);
@@ -197,6 +229,19 @@ static void minimal_config_gets_defaults(void **state)
     assert_int_equal(cfg.wal_segment_bytes, 64 * 1024 * 1024);
     assert_int_equal(cfg.wal_max_bytes, 8ULL * 1024 * 1024 * 1024);
     assert_int_equal(cfg.wal_when_full, TL_WHEN_FULL_REJECT);
+    assert_int_equal(cfg.when_no_region, TL_NO_REGION_SPOOL);
+    assert_int_equal(cfg.breaker_consecutive_failures, 5);
+    assert_int_equal(cfg.breaker_failure_rate_percent, 50);
+    assert_int_equal(cfg.breaker_rate_window_ms, 10000);
+    assert_int_equal(cfg.breaker_min_volume, 20);
+    assert_int_equal(cfg.breaker_stall_timeout_ms, 1500);
+    assert_int_equal(cfg.breaker_open_ms, 1000);
+    assert_int_equal(cfg.breaker_open_max_ms, 30000);
+    assert_int_equal(cfg.breaker_probes_to_close, 2);
+    assert_int_equal(cfg.breaker_rto_target_ms, 3000);
+    assert_int_equal(cfg.backfill_events_per_sec, 50000);
+    assert_string_equal(cfg.heartbeat_topic, "twinlane.heartbeats");
+    assert_int_equal(cfg.heartbeat_interval_ms, 1000);
     assert_int_equal(cfg.regions[0].embedded_brokers, 3);
     assert_int_equal(cfg.regions[0].property_count, 0);
     assert_int_equal(cfg.topics[0].partitions, 6);
@@ -361,6 +406,114 @@ static void wal_max_bytes_two_segments_accepted(void **state)
     assert_int_equal(cfg.wal_max_bytes, 134217728);
 }
 
+static void when_no_region_accepts_each_action(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " when_no_region = \"spool\";"}),
+                     0);
+    assert_int_equal(cfg.when_no_region, TL_NO_REGION_SPOOL);
+    tl_config_free(&cfg);
+
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " when_no_region = \"reject\";"}),
+                     0);
+    assert_int_equal(cfg.when_no_region, TL_NO_REGION_REJECT);
+}
+
+static void breaker_empty_group_gets_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.breaker = "", .heartbeat = ""}), 0);
+    assert_int_equal(cfg.breaker_consecutive_failures, 5);
+    assert_int_equal(cfg.breaker_stall_timeout_ms, 1500);
+    assert_int_equal(cfg.breaker_open_max_ms, 30000);
+    assert_int_equal(cfg.breaker_rto_target_ms, 3000);
+    assert_int_equal(cfg.backfill_events_per_sec, 50000);
+    assert_string_equal(cfg.heartbeat_topic, "twinlane.heartbeats");
+    assert_int_equal(cfg.heartbeat_interval_ms, 1000);
+}
+
+static void breaker_lower_bounds_accepted(void **state)
+{
+    (void)state;
+    /* rto_target_ms = 1100 is the lowest target that stall_timeout_ms = 100 can meet. */
+    assert_int_equal(parse_parts((struct parts){
+                         .breaker = "consecutive_failures = 1; failure_rate_percent = 1; "
+                                    "rate_window_ms = 1000; min_volume = 1; "
+                                    "stall_timeout_ms = 100; open_ms = 100; open_max_ms = 100; "
+                                    "probes_to_close = 1; rto_target_ms = 1100; "
+                                    "backfill_events_per_sec = 0;",
+                         .heartbeat = "interval_ms = 100;"}),
+                     0);
+    assert_int_equal(cfg.breaker_consecutive_failures, 1);
+    assert_int_equal(cfg.breaker_failure_rate_percent, 1);
+    assert_int_equal(cfg.breaker_rate_window_ms, 1000);
+    assert_int_equal(cfg.breaker_min_volume, 1);
+    assert_int_equal(cfg.breaker_stall_timeout_ms, 100);
+    assert_int_equal(cfg.breaker_open_ms, 100);
+    assert_int_equal(cfg.breaker_open_max_ms, 100);
+    assert_int_equal(cfg.breaker_probes_to_close, 1);
+    assert_int_equal(cfg.breaker_rto_target_ms, 1100);
+    assert_int_equal(cfg.backfill_events_per_sec, 0);
+    assert_int_equal(cfg.heartbeat_interval_ms, 100);
+}
+
+static void breaker_upper_bounds_accepted(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .breaker = "consecutive_failures = 1000; failure_rate_percent = 100; "
+                                    "rate_window_ms = 600000; min_volume = 1000000; "
+                                    "stall_timeout_ms = 599000; open_ms = 600000; "
+                                    "open_max_ms = 3600000; probes_to_close = 100; "
+                                    "rto_target_ms = 600000; "
+                                    "backfill_events_per_sec = 10000000;",
+                         .heartbeat = "interval_ms = 60000;"}),
+                     0);
+    assert_int_equal(cfg.breaker_consecutive_failures, 1000);
+    assert_int_equal(cfg.breaker_failure_rate_percent, 100);
+    assert_int_equal(cfg.breaker_rate_window_ms, 600000);
+    assert_int_equal(cfg.breaker_min_volume, 1000000);
+    assert_int_equal(cfg.breaker_stall_timeout_ms, 599000);
+    assert_int_equal(cfg.breaker_open_ms, 600000);
+    assert_int_equal(cfg.breaker_open_max_ms, 3600000);
+    assert_int_equal(cfg.breaker_probes_to_close, 100);
+    assert_int_equal(cfg.breaker_rto_target_ms, 600000);
+    assert_int_equal(cfg.backfill_events_per_sec, 10000000);
+    assert_int_equal(cfg.heartbeat_interval_ms, 60000);
+}
+
+static void breaker_stall_meets_rto_exactly(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .breaker = "stall_timeout_ms = 2000; rto_target_ms = 3000;"}),
+                     0);
+    assert_int_equal(cfg.breaker_stall_timeout_ms, 2000);
+    assert_int_equal(cfg.breaker_rto_target_ms, 3000);
+}
+
+static void breaker_open_max_equal_to_open(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .breaker = "open_ms = 30000; open_max_ms = 30000;"}),
+                     0);
+    assert_int_equal(cfg.breaker_open_ms, 30000);
+    assert_int_equal(cfg.breaker_open_max_ms, 30000);
+}
+
+static void heartbeat_interval_just_below_rto(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .breaker = "rto_target_ms = 2500;",
+                         .heartbeat = "interval_ms = 2499;"}),
+                     0);
+    assert_int_equal(cfg.heartbeat_interval_ms, 2499);
+}
+
 static void region_and_topic_lookup(void **state)
 {
     (void)state;
@@ -466,7 +619,7 @@ static void unknown_top_level_setting(void **state)
     (void)state;
     assert_int_equal(parse_text("agnet = { };\n"), TL_EINVAL);
     assert_err_contains("test.conf:1: agnet: unknown setting");
-    assert_err_contains("agent, wal, listen, regions, topics");
+    assert_err_contains("agent, wal, breaker, heartbeat, listen, regions, topics");
 }
 
 static void agent_group_missing(void **state)
@@ -860,6 +1013,378 @@ static void wal_when_full_unknown(void **state)
     assert_int_equal(parse_parts((struct parts){.wal = "when_full = \"block\";"}), TL_EINVAL);
     assert_err_contains("test.conf:8: wal.when_full: \"block\" is not an action for a full "
                         "WAL; use \"reject\" or \"shed\"");
+}
+
+static void when_no_region_unknown_action(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " when_no_region = \"drop\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.when_no_region: \"drop\" is not an action for "
+                        "when no region is available; use \"spool\" or \"reject\"");
+}
+
+/* --- breaker ---------------------------------------------------------------------------- */
+
+/* Parses breaker = { text }, which lands on template line 8, and expects TL_EINVAL and expected. */
+static void assert_breaker_rejected(const char *text, const char *expected)
+{
+    assert_int_equal(parse_parts((struct parts){.breaker = text}), TL_EINVAL);
+    assert_err_contains(expected);
+}
+
+static void breaker_not_a_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "breaker = ( );\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:2: breaker: expected a group { ... }, found a list");
+}
+
+static void breaker_unknown_setting(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_timeout_ms = 1000;",
+                            "test.conf:8: breaker.open_timeout_ms: unknown setting");
+    assert_err_contains("consecutive_failures, failure_rate_percent, rate_window_ms, "
+                        "min_volume, stall_timeout_ms, open_ms, open_max_ms, probes_to_close, "
+                        "rto_target_ms, backfill_events_per_sec");
+}
+
+static void breaker_value_wrong_type(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("failure_rate_percent = 0.5;",
+                            "test.conf:8: breaker.failure_rate_percent: expected an integer, "
+                            "found a floating-point number (0.5)");
+}
+
+static void breaker_failures_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("consecutive_failures = 0;",
+                            "test.conf:8: breaker.consecutive_failures: 0 is out of range; "
+                            "accepted values are 1 to 1000");
+}
+
+static void breaker_failures_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("consecutive_failures = 1001;",
+                            "breaker.consecutive_failures: 1001 is out of range");
+}
+
+static void breaker_rate_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("failure_rate_percent = 0;",
+                            "test.conf:8: breaker.failure_rate_percent: 0 is out of range; "
+                            "accepted values are 1 to 100");
+}
+
+static void breaker_rate_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("failure_rate_percent = 101;",
+                            "breaker.failure_rate_percent: 101 is out of range");
+}
+
+static void breaker_window_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("rate_window_ms = 999;",
+                            "test.conf:8: breaker.rate_window_ms: 999 is out of range; "
+                            "accepted values are 1000 to 600000");
+}
+
+static void breaker_window_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("rate_window_ms = 600001;",
+                            "breaker.rate_window_ms: 600001 is out of range");
+}
+
+static void breaker_volume_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("min_volume = 0;",
+                            "test.conf:8: breaker.min_volume: 0 is out of range; accepted "
+                            "values are 1 to 1000000");
+}
+
+static void breaker_volume_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("min_volume = 1000001;",
+                            "breaker.min_volume: 1000001 is out of range");
+}
+
+static void breaker_stall_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("stall_timeout_ms = 99;",
+                            "test.conf:8: breaker.stall_timeout_ms: 99 is out of range; "
+                            "accepted values are 100 to 600000");
+}
+
+static void breaker_stall_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("stall_timeout_ms = 600001;",
+                            "breaker.stall_timeout_ms: 600001 is out of range");
+}
+
+static void breaker_open_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_ms = 99;",
+                            "test.conf:8: breaker.open_ms: 99 is out of range; accepted "
+                            "values are 100 to 600000");
+}
+
+static void breaker_open_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_ms = 600001;", "breaker.open_ms: 600001 is out of range");
+}
+
+static void breaker_open_max_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_max_ms = 99;",
+                            "test.conf:8: breaker.open_max_ms: 99 is out of range; accepted "
+                            "values are 100 to 3600000");
+}
+
+static void breaker_open_max_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_max_ms = 3600001;",
+                            "breaker.open_max_ms: 3600001 is out of range");
+}
+
+static void breaker_probes_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("probes_to_close = 0;",
+                            "test.conf:8: breaker.probes_to_close: 0 is out of range; "
+                            "accepted values are 1 to 100");
+}
+
+static void breaker_probes_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("probes_to_close = 101;",
+                            "breaker.probes_to_close: 101 is out of range");
+}
+
+static void breaker_rto_below_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("rto_target_ms = 499;",
+                            "test.conf:8: breaker.rto_target_ms: 499 is out of range; "
+                            "accepted values are 500 to 600000");
+}
+
+static void breaker_rto_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("rto_target_ms = 600001;",
+                            "breaker.rto_target_ms: 600001 is out of range");
+}
+
+static void breaker_backfill_negative(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("backfill_events_per_sec = -1;",
+                            "test.conf:8: breaker.backfill_events_per_sec: -1 is out of "
+                            "range; accepted values are 0 to 10000000");
+}
+
+static void breaker_backfill_above_range(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("backfill_events_per_sec = 10000001;",
+                            "breaker.backfill_events_per_sec: 10000001 is out of range");
+}
+
+static void breaker_open_max_below_open(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_ms = 5000; open_max_ms = 4999;",
+                            "test.conf:8: breaker.open_max_ms: 4999 is less than "
+                            "breaker.open_ms = 5000, but the OPEN interval starts at open_ms");
+    assert_err_contains("raise open_max_ms to at least 5000 or lower open_ms");
+    assert_err_lacks("(the default)");
+}
+
+static void breaker_open_max_below_default_open(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_max_ms = 500;",
+                            "test.conf:8: breaker.open_max_ms: 500 is less than "
+                            "breaker.open_ms = 1000 (the default)");
+}
+
+static void breaker_open_above_default_max(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("open_ms = 60000;",
+                            "test.conf:8: breaker.open_ms: 60000 is greater than "
+                            "breaker.open_max_ms = 30000 (the default)");
+    assert_err_contains("lower open_ms to at most 30000 or set open_max_ms to at least 60000");
+}
+
+static void breaker_stall_misses_rto(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("stall_timeout_ms = 2500;",
+                            "test.conf:8: breaker.stall_timeout_ms: 2500 cannot meet "
+                            "breaker.rto_target_ms = 3000 (the default), because a hung region "
+                            "is detected after stall_timeout_ms and failover takes up to "
+                            "1000 ms more; lower stall_timeout_ms to at most 2000 or raise "
+                            "rto_target_ms to at least 3500");
+}
+
+static void breaker_rto_misses_default_stall(void **state)
+{
+    (void)state;
+    assert_breaker_rejected("rto_target_ms = 2000;",
+                            "test.conf:8: breaker.rto_target_ms: 2000 cannot be met with "
+                            "breaker.stall_timeout_ms = 1500 (the default), because a hung "
+                            "region is detected after stall_timeout_ms");
+    assert_err_contains("lower stall_timeout_ms to at most 1000 or raise rto_target_ms to at "
+                        "least 2500");
+}
+
+static void breaker_rto_check_names_stall_line(void **state)
+{
+    (void)state;
+    /* rto_target_ms sits on line 8 and stall_timeout_ms on line 9. */
+    assert_breaker_rejected("rto_target_ms = 4000;\n stall_timeout_ms = 3500;",
+                            "test.conf:9: breaker.stall_timeout_ms: 3500 cannot meet "
+                            "breaker.rto_target_ms = 4000, because");
+    assert_err_lacks("(the default)");
+    assert_err_contains("lower stall_timeout_ms to at most 3000 or raise rto_target_ms to at "
+                        "least 4500");
+}
+
+static void breaker_rto_below_any_stall(void **state)
+{
+    (void)state;
+    /* No stall_timeout_ms of 100 or more meets a target below 1100. */
+    assert_breaker_rejected("stall_timeout_ms = 100; rto_target_ms = 800;",
+                            "test.conf:8: breaker.stall_timeout_ms: 100 cannot meet "
+                            "breaker.rto_target_ms = 800");
+    assert_err_contains("raise rto_target_ms to at least 1100, because stall_timeout_ms "
+                        "cannot go below 100");
+    assert_err_lacks("lower stall_timeout_ms");
+}
+
+/* --- heartbeat -------------------------------------------------------------------------- */
+
+static void heartbeat_not_a_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_text("agent = { " AGENT_DEFAULT " };\n"
+                                "regions = ( { " EAST_DEFAULT " }, { " WEST_DEFAULT " } );\n"
+                                "topics = ( { " TOPIC_DEFAULT " } );\n"
+                                "heartbeat = 1000;\n"),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:4: heartbeat: expected a group { ... }, found an integer "
+                        "(1000)");
+}
+
+static void heartbeat_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "interval = 500;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.interval: unknown setting");
+    assert_err_contains("topic, interval_ms");
+}
+
+static void heartbeat_topic_wrong_type(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "topic = 7;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.topic: expected a string");
+}
+
+static void heartbeat_topic_invalid_name(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "topic = \"beats/1\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.topic: topic name \"beats/1\" contains '/' at "
+                        "position 6; Kafka accepts only [A-Za-z0-9._-]");
+}
+
+static void heartbeat_topic_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "topic = \"\";"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.topic: the topic name is empty");
+}
+
+static void heartbeat_topic_is_event_topic(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .topic = "name = \"t1\"; }, { name = \"t2\";",
+                         .heartbeat = "topic = \"t2\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.topic: \"t2\" is also the name of the event "
+                        "topic topics.[1]; heartbeats need a topic of their own");
+}
+
+static void default_heartbeat_topic_is_event_topic(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.topic = "name = \"twinlane.heartbeats\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:7: topics.[0].name: \"twinlane.heartbeats\" is the default "
+                        "heartbeat.topic");
+    assert_err_contains("rename this topic or set heartbeat.topic to another name");
+}
+
+static void heartbeat_interval_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "interval_ms = 99;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.interval_ms: 99 is out of range; accepted "
+                        "values are 100 to 60000");
+}
+
+static void heartbeat_interval_above_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "interval_ms = 60001;"}),
+                     TL_EINVAL);
+    assert_err_contains("heartbeat.interval_ms: 60001 is out of range");
+}
+
+static void heartbeat_interval_not_below_rto(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.heartbeat = "interval_ms = 3000;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: heartbeat.interval_ms: 3000 is not less than "
+                        "breaker.rto_target_ms = 3000 (the default)");
+    assert_err_contains("lower interval_ms to at most 2999 or raise breaker.rto_target_ms to "
+                        "at least 3001");
+}
+
+static void heartbeat_interval_above_set_rto(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.breaker = "rto_target_ms = 2500;",
+                                                .heartbeat = "interval_ms = 4000;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:9: heartbeat.interval_ms: 4000 is not less than "
+                        "breaker.rto_target_ms = 2500, but heartbeats are the probes");
+    assert_err_lacks("(the default)");
 }
 
 /* --- listen ----------------------------------------------------------------------------- */
@@ -1415,6 +1940,13 @@ int main(void)
         CONFIG_TEST(wal_segment_follows_small_event),
         CONFIG_TEST(wal_segment_bounds_accepted),
         CONFIG_TEST(wal_max_bytes_two_segments_accepted),
+        CONFIG_TEST(when_no_region_accepts_each_action),
+        CONFIG_TEST(breaker_empty_group_gets_defaults),
+        CONFIG_TEST(breaker_lower_bounds_accepted),
+        CONFIG_TEST(breaker_upper_bounds_accepted),
+        CONFIG_TEST(breaker_stall_meets_rto_exactly),
+        CONFIG_TEST(breaker_open_max_equal_to_open),
+        CONFIG_TEST(heartbeat_interval_just_below_rto),
         CONFIG_TEST(region_and_topic_lookup),
         CONFIG_TEST(failed_parse_leaves_config_empty),
         CONFIG_TEST(load_reads_file_and_include),
@@ -1465,6 +1997,48 @@ int main(void)
         CONFIG_TEST(wal_max_bytes_below_default_segments),
         CONFIG_TEST(wal_max_bytes_needs_suffix),
         CONFIG_TEST(wal_when_full_unknown),
+        CONFIG_TEST(when_no_region_unknown_action),
+        CONFIG_TEST(breaker_not_a_group),
+        CONFIG_TEST(breaker_unknown_setting),
+        CONFIG_TEST(breaker_value_wrong_type),
+        CONFIG_TEST(breaker_failures_below_range),
+        CONFIG_TEST(breaker_failures_above_range),
+        CONFIG_TEST(breaker_rate_below_range),
+        CONFIG_TEST(breaker_rate_above_range),
+        CONFIG_TEST(breaker_window_below_range),
+        CONFIG_TEST(breaker_window_above_range),
+        CONFIG_TEST(breaker_volume_below_range),
+        CONFIG_TEST(breaker_volume_above_range),
+        CONFIG_TEST(breaker_stall_below_range),
+        CONFIG_TEST(breaker_stall_above_range),
+        CONFIG_TEST(breaker_open_below_range),
+        CONFIG_TEST(breaker_open_above_range),
+        CONFIG_TEST(breaker_open_max_below_range),
+        CONFIG_TEST(breaker_open_max_above_range),
+        CONFIG_TEST(breaker_probes_below_range),
+        CONFIG_TEST(breaker_probes_above_range),
+        CONFIG_TEST(breaker_rto_below_range),
+        CONFIG_TEST(breaker_rto_above_range),
+        CONFIG_TEST(breaker_backfill_negative),
+        CONFIG_TEST(breaker_backfill_above_range),
+        CONFIG_TEST(breaker_open_max_below_open),
+        CONFIG_TEST(breaker_open_max_below_default_open),
+        CONFIG_TEST(breaker_open_above_default_max),
+        CONFIG_TEST(breaker_stall_misses_rto),
+        CONFIG_TEST(breaker_rto_misses_default_stall),
+        CONFIG_TEST(breaker_rto_check_names_stall_line),
+        CONFIG_TEST(breaker_rto_below_any_stall),
+        CONFIG_TEST(heartbeat_not_a_group),
+        CONFIG_TEST(heartbeat_unknown_setting),
+        CONFIG_TEST(heartbeat_topic_wrong_type),
+        CONFIG_TEST(heartbeat_topic_invalid_name),
+        CONFIG_TEST(heartbeat_topic_empty),
+        CONFIG_TEST(heartbeat_topic_is_event_topic),
+        CONFIG_TEST(default_heartbeat_topic_is_event_topic),
+        CONFIG_TEST(heartbeat_interval_below_range),
+        CONFIG_TEST(heartbeat_interval_above_range),
+        CONFIG_TEST(heartbeat_interval_not_below_rto),
+        CONFIG_TEST(heartbeat_interval_above_set_rto),
         CONFIG_TEST(listen_unknown_setting),
         CONFIG_TEST(unix_path_empty),
         CONFIG_TEST(unix_path_too_long),
