@@ -73,6 +73,9 @@ int tl_frame_reader_fill(struct tl_frame_reader *r, int fd)
 
 void tl_frame_reader_feed(struct tl_frame_reader *r, const void *data, size_t len)
 {
+    /* A new reader has no buffer, and NULL + 0 or memcpy to NULL is undefined behaviour. */
+    if (len == 0)
+        return;
     reader_make_room(r, len);
     memcpy(r->buf + r->len, data, len);
     r->len += len;

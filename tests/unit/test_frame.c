@@ -125,6 +125,27 @@ static void several_frames_one_feed(void **state)
     tl_buf_free(&buf);
 }
 
+/* Under UBSan (scripts/test.sh), a zero-length feed must not pass the NULL buffer to memcpy. */
+static void empty_feed_on_new_reader(void **state)
+{
+    (void)state;
+    struct tl_frame_reader r;
+    const uint8_t *payload;
+    size_t len;
+
+    tl_frame_reader_init(&r, 4096);
+    tl_frame_reader_feed(&r, "", 0);
+    assert_int_equal(tl_frame_reader_pending(&r), 0);
+    assert_int_equal(tl_frame_reader_next(&r, &payload, &len, NULL, 0), 0);
+
+    static const uint8_t empty_frame[] = {0, 0, 0, 0};
+    tl_frame_reader_feed(&r, NULL, 0);
+    tl_frame_reader_feed(&r, empty_frame, sizeof(empty_frame));
+    assert_int_equal(tl_frame_reader_next(&r, &payload, &len, NULL, 0), 1);
+    assert_int_equal(len, 0);
+    tl_frame_reader_free(&r);
+}
+
 static void oversized_frame_rejected_before_allocation(void **state)
 {
     (void)state;
@@ -297,6 +318,7 @@ int main(void)
         cmocka_unit_test(request_round_trip),
         cmocka_unit_test(byte_by_byte_feed_completes),
         cmocka_unit_test(several_frames_one_feed),
+        cmocka_unit_test(empty_feed_on_new_reader),
         cmocka_unit_test(oversized_frame_rejected_before_allocation),
         cmocka_unit_test(frame_at_limit_accepted),
         cmocka_unit_test(truncated_payload_waits),
