@@ -43,5 +43,14 @@ step "unit and integration tests under sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -L 'unit|integration'
 
+# libFuzzer needs clang, so the fuzz targets get a build tree of their own (build-fuzz).
+step "fuzz build (clang, libFuzzer + ASan + UBSan)"
+CC=clang cmake -S . -B build-fuzz -DTL_WERROR=ON -DTL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  >/dev/null
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_targets
+
+step "fuzz tests (fixed time per target)"
+ctest --test-dir build-fuzz --output-on-failure -L fuzz
+
 step "tests against real Apache Kafka (KRaft)"
 ctest --test-dir build --output-on-failure -L kafka
