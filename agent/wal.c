@@ -32,6 +32,8 @@ static const char SEGMENT_MAGIC[8] = {'T', 'W', 'L', 'N', 'W', 'A', 'L', '1'};
 /* Unwritten batches in memory; past this, appends wait (back-pressure) instead of growing. */
 #define MAX_UNWRITTEN_BYTES (64u << 20)
 #define NULL_VALUE_LEN 0xFFFFFFFFu
+/* Smallest record the recovery scan accepts: record header plus the fixed payload fields. */
+#define MIN_RECORD_BYTES (TL_WAL_RECORD_HEADER_BYTES + TL_WAL_PAYLOAD_FIXED_BYTES)
 
 struct segment {
     uint64_t first_seq;
@@ -378,6 +380,21 @@ struct scan {
     char why[256];
 };
 
+/* Returns true when every byte from offset to the end of the file is zero. */
+static bool zero_to_end(int fd, uint64_t offset)
+{
+    uint8_t z[4096];
+    uint64_t at = offset;
+    ssize_t got;
+    bool zero = true;
+    while (zero && (got = pread(fd, z, sizeof(z), (off_t)at)) > 0) {
+        for (ssize_t i = 0; i < got && zero; i++)
+            zero = z[i] == 0;
+        at += (uint64_t)got;
+    }
+    return zero;
+}
+
 static int scan_segment(struct tl_wal *w, const char *path, uint64_t first_seq, struct scan *s,
                         char *err, size_t errsize)
 {
@@ -423,19 +440,9 @@ static int scan_segment(struct tl_wal *w, const char *path, uint64_t first_seq, 
         uint64_t record_end = offset + TL_WAL_RECORD_HEADER_BYTES + payload;
         if (payload < TL_WAL_PAYLOAD_FIXED_BYTES || payload > limit) {
             /* Zeroes to the end of the file are space the crash never filled. */
-            bool zero_tail = payload == 0;
+            bool zero_tail = payload == 0 && zero_to_end(fd, offset);
             snprintf(s->why, sizeof(s->why), "record length %" PRIu32 " is outside 24..%zu",
                      payload, limit);
-            if (zero_tail) {
-                uint8_t z[4096];
-                uint64_t at = offset;
-                ssize_t got;
-                while (zero_tail && (got = pread(fd, z, sizeof(z), (off_t)at)) > 0) {
-                    for (ssize_t i = 0; i < got && zero_tail; i++)
-                        zero_tail = z[i] == 0;
-                    at += (uint64_t)got;
-                }
-            }
             s->torn = zero_tail;
             s->damaged = !zero_tail;
             break;
@@ -462,8 +469,9 @@ static int scan_segment(struct tl_wal *w, const char *path, uint64_t first_seq, 
             snprintf(s->why, sizeof(s->why), crc != get_u32(buf + 4)
                      ? "record CRC mismatch" : "sequence number %" PRIu64 " where %" PRIu64
                      " was expected", seq, s->end_seq);
-            /* A bad last record is a torn write; one with data after it is damage. */
-            s->torn = record_end == s->file_bytes;
+            /* A bad last record is a torn write, and so is a bad record followed only by
+             * zeroes, which are blocks the crash left unwritten. Data after it means damage. */
+            s->torn = record_end == s->file_bytes || zero_to_end(fd, record_end);
             s->damaged = !s->torn;
             break;
         }
@@ -568,7 +576,14 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
                 break;
             }
             uint64_t next_first = i + 1 < count ? seqs[i + 1] : s.end_seq;
-            uint64_t lost = next_first > seqs[i] ? next_first - seqs[i] : s.records;
+            if (newest) {
+                /* The records after the damage cannot be counted, but none is shorter than
+                 * MIN_RECORD_BYTES. Skipping that many sequence numbers makes the count an
+                 * upper bound, so no number those records may have carried is reused. */
+                uint64_t bound = (s.file_bytes - s.good_bytes) / MIN_RECORD_BYTES;
+                next_first += bound > 0 ? bound : 1;
+            }
+            uint64_t lost = next_first - seqs[i];
             rc = move_aside(w, path, seqs[i], err, errsize);
             tl_log_error("wal", "salvage: segment moved aside, its events are lost file=%s "
                          "offset=%" PRIu64 " reason=\"%s\" lost_from_seq=%" PRIu64
@@ -706,6 +721,20 @@ static bool shed_oldest_locked(struct tl_wal *w)
     }
     unlink(old->path);
     w->disk_bytes -= old->bytes;
+
+    /* Its batches not yet taken by the WAL thread go too, or the quota would not shrink. */
+    size_t dropped = 0;
+    while (dropped < w->batch_count && w->batches[dropped].segment_seq == old->first_seq) {
+        w->unwritten_bytes -= w->batches[dropped].data.len;
+        tl_buf_free(&w->batches[dropped].data);
+        dropped++;
+    }
+    if (dropped > 0) {
+        memmove(w->batches, w->batches + dropped,
+                (w->batch_count - dropped) * sizeof(*w->batches));
+        w->batch_count -= dropped;
+    }
+
     free(old->path);
     memmove(&w->segments[0], &w->segments[1], (w->segment_count - 1) * sizeof(*w->segments));
     w->segment_count--;
@@ -862,7 +891,11 @@ static int timed_fsync(struct tl_wal *w, const char *path)
     return 0;
 }
 
-/* Opens the segment a batch belongs to for appending, closing (and syncing) the previous. */
+/*
+ * Opens the segment a batch belongs to for appending, closing (and syncing) the previous.
+ * Returns 0, 1 when the segment was deleted (shed, or acknowledged by every region) before
+ * it was written, or -1 after an I/O error.
+ */
 static int open_segment_for(struct tl_wal *w, uint64_t segment_seq)
 {
     if (w->fd >= 0 && w->fd_segment_seq == segment_seq)
@@ -875,9 +908,21 @@ static int open_segment_for(struct tl_wal *w, uint64_t segment_seq)
         w->fd = -1;
     }
 
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    /* The check and the open share the lock, because O_CREAT on a segment already deleted
+     * from the list would leave a file outside the quota that recovery later reads back. */
+    pthread_mutex_lock(&w->lock);
+    bool listed = false;
+    for (size_t i = 0; i < w->segment_count && !listed; i++)
+        listed = w->segments[i].first_seq == segment_seq;
+    int fd = listed ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640) : -1;
+    int open_errno = errno;
+    pthread_mutex_unlock(&w->lock);
+    if (!listed) {
+        free(path);
+        return 1;
+    }
     if (fd < 0) {
-        log_io_error(w, "creating segment", path, errno);
+        log_io_error(w, "creating segment", path, open_errno);
         free(path);
         return -1;
     }
@@ -906,8 +951,17 @@ static int open_segment_for(struct tl_wal *w, uint64_t segment_seq)
 /* Writes one batch fully; on failure keeps the unwritten remainder in the batch. */
 static int write_batch(struct tl_wal *w, struct batch *b)
 {
-    if (open_segment_for(w, b->segment_seq) != 0)
+    int rc = open_segment_for(w, b->segment_seq);
+    if (rc < 0)
         return -1;
+    if (rc == 1) {
+        /* Its segment was deleted with these events, and the deletion counted them. */
+        pthread_mutex_lock(&w->lock);
+        w->unwritten_bytes -= b->data.len;
+        pthread_mutex_unlock(&w->lock);
+        tl_buf_consume(&b->data, b->data.len);
+        return 0;
+    }
     while (b->data.len > 0) {
         ssize_t n = write(w->fd, b->data.data, b->data.len);
         if (n < 0 && errno == EINTR)
@@ -997,6 +1051,8 @@ static void delete_acknowledged_segments(struct tl_wal *w)
 static size_t take_batches(struct tl_wal *w, struct batch **out, size_t *cap)
 {
     size_t n = w->batch_count;
+    if (n == 0)
+        return 0; /* memcpy from a NULL w->batches is undefined even for 0 bytes */
     if (n > *cap) {
         *cap = n;
         *out = tl_xrealloc(*out, n * sizeof(**out));
@@ -1092,7 +1148,8 @@ static void *wal_thread(void *arg)
         }
     }
 
-    for (size_t i = work_done; i < work_count; i++)
+    /* Written batches keep their buffers too, so free every one taken. */
+    for (size_t i = 0; i < work_count; i++)
         tl_buf_free(&work[i].data);
     free(work);
     return NULL;
