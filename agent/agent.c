@@ -42,6 +42,7 @@ struct tl_agent {
     struct tl_pipeline *pipeline;
     struct tl_embedded *embedded[TL_REGION_COUNT];
     struct tl_region *regions[TL_REGION_COUNT];
+    struct tl_timeline timelines[TL_REGION_COUNT];
     int32_t *partitions;
     struct tl_ingest *ingest;
     int signals;            /* shutdown signals received */
@@ -89,6 +90,8 @@ static void on_wal_progress(struct tl_watch *w, uint32_t events)
     ssize_t ignored = read(w->fd, &count, sizeof(count));
     (void)ignored;
     tl_ingest_handle_completions(a->ingest);
+    /* Regions send only what the WAL holds durably, so they wait for this too. */
+    tl_pipeline_wake_regions(a->pipeline);
 }
 
 /* Opens the WAL (recovering it) and the pipeline that continues its sequence numbers. */
@@ -171,6 +174,14 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
                           cfg->regions[1].name);
     }
 
+    for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++)
+        rc = tl_region_prepare_heartbeats(a->regions[r], STARTUP_METADATA_TIMEOUT_MS, err,
+                                          errsize);
+    for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
+        tl_timeline_init(&a->timelines[r], cfg->regions[r].name);
+        tl_region_attach(a->regions[r], a->regions, &a->timelines[r]);
+    }
+
     if (rc == 0) {
         a->partitions = counts[0];
         counts[0] = NULL;
@@ -204,9 +215,9 @@ static void log_stats(struct tl_agent *a, const char *what)
     tl_ingest_get_stats(a->ingest, &s);
     tl_log_info("agent", "%s connections=%" PRIu64 " requests=%" PRIu64 " accepted=%" PRIu64
                 " acknowledged=%" PRIu64 " rejected=%" PRIu64 " failed=%" PRIu64
-                " bad_frames=%" PRIu64 " inflight=%zu", what, s.connections_open, s.requests,
+                " bad_frames=%" PRIu64 " spooled=%" PRIu64 " inflight=%zu", what, s.connections_open, s.requests,
                 s.events_accepted, s.events_acknowledged, s.events_rejected, s.events_failed,
-                s.bad_frames, tl_pipeline_inflight(a->pipeline));
+                s.bad_frames, s.events_spooled, tl_pipeline_inflight(a->pipeline));
     struct tl_wal_stats ws;
     tl_wal_get_stats(a->wal, &ws);
     tl_log_info("agent", "%s wal_bytes=%" PRIu64 " wal_segments=%" PRIu64 " next_seq=%" PRIu64
@@ -218,11 +229,13 @@ static void log_stats(struct tl_agent *a, const char *what)
         uint64_t cursor = atomic_load(&reg->published_cursor);
         tl_log_info("agent", "%s region=%s produced=%" PRIuFAST64 " delivered=%" PRIuFAST64
                     " failed=%" PRIuFAST64 " retried=%" PRIuFAST64 " rebuilds=%" PRIuFAST64
-                    " cursor=%" PRIu64 " backlog=%" PRIu64 " shed=%" PRIu64, what, reg->name,
+                    " cursor=%" PRIu64 " backlog=%" PRIu64 " shed=%" PRIu64 " breaker=%s", what,
+                    reg->name,
                     atomic_load(&reg->produced), atomic_load(&reg->delivered),
                     atomic_load(&reg->failed), atomic_load(&reg->retried),
                     atomic_load(&reg->rebuilds), cursor,
-                    ws.next_seq > cursor ? ws.next_seq - cursor : 0, ws.shed[r]);
+                    ws.next_seq > cursor ? ws.next_seq - cursor : 0, ws.shed[r],
+                    tl_breaker_state_name(atomic_load(&reg->published_state)));
     }
 }
 
@@ -319,8 +332,10 @@ int tl_agent_run(const struct tl_config *cfg, const struct tl_agent_options *opt
     if (rc == 0)
         rc = tl_ingest_open(cfg, a.epfd, a.pipeline, a.wal, a.partitions, &a.ingest, err,
                             errsize);
-    if (rc == 0)
+    if (rc == 0) {
+        tl_ingest_set_timelines(a.ingest, a.timelines);
         rc = tl_wal_start(a.wal, err, errsize);
+    }
     if (rc != 0)
         goto out;
 

@@ -70,6 +70,15 @@ int tl_embedded_start(const struct tl_config *cfg, int region, struct tl_embedde
         }
     }
 
+    rd_kafka_resp_err_t hb_err = rd_kafka_mock_topic_create(e->cluster, cfg->heartbeat_topic, 1,
+                                                            rc->embedded_brokers < 3
+                                                                ? rc->embedded_brokers : 3);
+    if (hb_err) {
+        tl_error(err, errsize, TL_EKAFKA, "region %s: cannot create heartbeat topic %s in the "
+                 "mock cluster: %s", rc->name, cfg->heartbeat_topic, rd_kafka_err2str(hb_err));
+        goto fail;
+    }
+
     size_t len = strlen(cfg->data_dir) + strlen(rc->name) + sizeof("/.bootstrap");
     e->bootstrap_file = tl_xmalloc(len);
     snprintf(e->bootstrap_file, len, "%s/%s.bootstrap", cfg->data_dir, rc->name);

@@ -61,6 +61,7 @@ struct tl_event {
     /* Event loop thread only. */
     bool regions_ready;       /* the regions satisfy the acknowledgement policy */
     bool durable;             /* the WAL allows acknowledging it */
+    bool answered;
     struct tl_batch *batch;   /* request this event came in; NULL for WAL copies */
     uint32_t index;           /* position in that request */
 

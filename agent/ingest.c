@@ -80,6 +80,7 @@ struct tl_ingest {
     struct tl_pipeline *pipeline;
     struct tl_wal *wal;
     bool draining;                   /* shutdown: unanswered events get RETRYABLE */
+    struct tl_timeline *timelines;   /* per region; notified of acknowledgements */
     const int32_t *partitions;
     uint32_t *keyless_next;          /* per topic: next partition for keyless events */
     struct listener unix_listener;
@@ -223,17 +224,24 @@ static void answer_event(void *ctx, struct tl_event *ev)
     r->regions = names;
     r->n_regions = held;
 
+    unsigned healthy = tl_pipeline_healthy(ing->pipeline);
+    unsigned stored = (state >> 8) & healthy;
     bool ok;
     switch (ing->cfg->ack_policy) {
     case TL_ACK_ALL:
-        ok = held == TL_REGION_COUNT;
+        ok = stored == healthy;
         break;
     case TL_ACK_ONE:
-        ok = held > 0;
+        ok = stored != 0 || healthy == 0;
         break;
     default:
         ok = ev->durable;
         break;
+    }
+    /* With no healthy region the WAL alone holds the event: say so. */
+    if (ok && held == 0 && ing->cfg->ack_policy != TL_ACK_LOCAL) {
+        r->has_spooled = true;
+        r->spooled = true;
     }
     if (ing->draining && !(ev->durable && ev->regions_ready)) {
         set_result(r, TWINLANE__STATUS__RETRYABLE, "the agent stopped before acknowledging the "
@@ -243,6 +251,10 @@ static void answer_event(void *ctx, struct tl_event *ev)
     } else if (ok) {
         r->status = TWINLANE__STATUS__OK;
         ing->stats.events_acknowledged++;
+        if (r->spooled)
+            ing->stats.events_spooled++;
+        for (int i = 0; ing->timelines && i < TL_REGION_COUNT; i++)
+            tl_timeline_note_ack(&ing->timelines[i]);
     } else {
         set_result(r, TWINLANE__STATUS__FAILED, "%s", reported ? failures : "no region stored it");
         ing->stats.events_failed++;
@@ -432,6 +444,13 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
 
         int topic = -1;
         if (check_event(ing, req->events[i], r, &topic) != TWINLANE__STATUS__OK) {
+            ing->stats.events_rejected++;
+            continue;
+        }
+        if (ing->cfg->when_no_region == TL_NO_REGION_REJECT &&
+            tl_pipeline_healthy(ing->pipeline) == 0) {
+            set_result(r, TWINLANE__STATUS__RETRYABLE, "no region is available (every circuit "
+                       "breaker is open) and agent.when_no_region is \"reject\"; retry later");
             ing->stats.events_rejected++;
             continue;
         }
@@ -858,6 +877,11 @@ bool tl_ingest_has_pending_output(const struct tl_ingest *ing)
         if (!c->fd_closed && c->out.len > 0)
             return true;
     return false;
+}
+
+void tl_ingest_set_timelines(struct tl_ingest *ing, struct tl_timeline *timelines)
+{
+    ing->timelines = timelines;
 }
 
 void tl_ingest_get_stats(const struct tl_ingest *ing, struct tl_ingest_stats *stats)

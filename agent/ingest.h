@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "pipeline.h"
+#include "timeline.h"
 #include "wal.h"
 
 struct tl_ingest;
@@ -44,6 +45,7 @@ struct tl_ingest_stats {
     uint64_t events_rejected;
     uint64_t events_failed;
     uint64_t events_unanswered;   /* answered RETRYABLE at shutdown, kept in the WAL */
+    uint64_t events_spooled;      /* acknowledged from the WAL alone, no region available */
     uint64_t bad_frames;
 };
 
@@ -75,6 +77,9 @@ void tl_ingest_stop_accepting(struct tl_ingest *ing);
 bool tl_ingest_has_pending_output(const struct tl_ingest *ing);
 
 void tl_ingest_get_stats(const struct tl_ingest *ing, struct tl_ingest_stats *stats);
+
+/* Gives ingest the regions' failover timelines, which record the first acknowledgement. */
+void tl_ingest_set_timelines(struct tl_ingest *ing, struct tl_timeline *timelines);
 
 /* Closes every connection and frees the ingest. Events must no longer reference its batches. */
 void tl_ingest_close(struct tl_ingest *ing);

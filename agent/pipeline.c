@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -19,6 +20,8 @@
 
 struct tl_pipeline {
     enum tl_ack_policy policy;
+    atomic_uint healthy;          /* bit r: region r counts for the policy (breaker closed) */
+    atomic_bool reevaluate;       /* healthy changed: the loop re-checks every held event */
     pthread_mutex_t lock;         /* ring, head, tail, bytes, count */
     struct tl_event **ring;
     size_t cap;                   /* power of two, >= max_events */
@@ -47,6 +50,7 @@ struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events
         cap <<= 1;
 
     p->policy = policy;
+    atomic_store(&p->healthy, (1u << TL_REGION_COUNT) - 1);
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->done_lock, NULL);
     p->ring = tl_xcalloc(cap, sizeof(*p->ring));
@@ -105,6 +109,7 @@ void tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev)
     atomic_store(&ev->state, 0);
     ev->regions_ready = p->policy == TL_ACK_LOCAL;
     ev->durable = false;
+    ev->answered = false;
 
     pthread_mutex_lock(&p->lock);
     if (ev->seq != p->head)
@@ -148,23 +153,47 @@ struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq)
     return ev;
 }
 
-/* Returns whether the state bits satisfy the policy's demand on the regions. */
-static bool regions_satisfied(enum tl_ack_policy policy, unsigned state)
+/*
+ * Returns whether the state bits satisfy the policy's demand on the healthy regions. With no
+ * healthy region this is true: the event is then answered from the WAL alone (spooled), or,
+ * with when_no_region = "reject", ingest refuses new events before they get here.
+ */
+static bool regions_satisfied(enum tl_ack_policy policy, unsigned healthy, unsigned state)
 {
-    unsigned all_reported = (1u << TL_REGION_COUNT) - 1;
+    unsigned reported = state & healthy;
+    unsigned stored = (state >> 8) & healthy;
     switch (policy) {
     case TL_ACK_ALL:
-        return (state & all_reported) == all_reported;
+        return reported == healthy;
     case TL_ACK_ONE:
-        return (state & (all_reported << 8)) != 0 || (state & all_reported) == all_reported;
+        return stored != 0 || reported == healthy;
     case TL_ACK_LOCAL:
-        return false; /* set at append: nothing to wait for */
+        return true;
     }
     return false;
 }
 
+void tl_pipeline_set_healthy(struct tl_pipeline *p, int region, bool healthy)
+{
+    unsigned bit = 1u << region;
+    unsigned before = healthy ? atomic_fetch_or(&p->healthy, bit)
+                              : atomic_fetch_and(&p->healthy, ~bit);
+    if (((before & bit) != 0) == healthy)
+        return;
+    atomic_store(&p->reevaluate, true);
+    uint64_t one = 1;
+    ssize_t ignored = write(p->done_fd, &one, sizeof(one));
+    (void)ignored;
+}
+
+unsigned tl_pipeline_healthy(struct tl_pipeline *p)
+{
+    return atomic_load(&p->healthy);
+}
+
 static void queue_done(struct tl_pipeline *p, struct tl_event *ev)
 {
+    atomic_fetch_add(&ev->refs, 1); /* the list's reference, dropped by dispatch */
     pthread_mutex_lock(&p->done_lock);
     ev->next = NULL;
     if (p->done_tail)
@@ -194,7 +223,8 @@ void tl_pipeline_report(struct tl_pipeline *p, int region, struct tl_event *ev, 
         live->region[region].offset = offset;
         unsigned bits = TL_EVENT_REPORTED(region) | (err == 0 ? TL_EVENT_STORED(region) : 0);
         unsigned state = atomic_fetch_or(&live->state, bits) | bits;
-        if (regions_satisfied(p->policy, state) && !(state & TL_EVENT_QUEUED)) {
+        if (regions_satisfied(p->policy, atomic_load(&p->healthy), state) &&
+            !(state & TL_EVENT_QUEUED)) {
             unsigned before = atomic_fetch_or(&live->state, TL_EVENT_QUEUED);
             if (!(before & TL_EVENT_QUEUED))
                 queue_done(p, live);
@@ -212,6 +242,7 @@ int tl_pipeline_done_fd(const struct tl_pipeline *p)
 static void finish(struct tl_pipeline *p, struct tl_event *ev,
                    void (*answer)(void *ctx, struct tl_event *ev), void *ctx)
 {
+    ev->answered = true;
     answer(ctx, ev);
 
     pthread_mutex_lock(&p->lock);
@@ -222,6 +253,29 @@ static void finish(struct tl_pipeline *p, struct tl_event *ev,
         p->tail++;
     pthread_mutex_unlock(&p->lock);
     tl_event_unref(ev);
+}
+
+/* Re-checks every held event against the current healthy set. Event loop thread. */
+static void reevaluate(struct tl_pipeline *p, void (*answer)(void *ctx, struct tl_event *ev),
+                       void *ctx)
+{
+    unsigned healthy = atomic_load(&p->healthy);
+
+    pthread_mutex_lock(&p->lock);
+    uint64_t from = p->tail, to = p->head;
+    pthread_mutex_unlock(&p->lock);
+    for (uint64_t s = from; s < to; s++) {
+        pthread_mutex_lock(&p->lock);
+        struct tl_event *ev = lookup_locked(p, s);
+        pthread_mutex_unlock(&p->lock);
+        if (!ev || ev->regions_ready)
+            continue;
+        if (!regions_satisfied(p->policy, healthy, atomic_load(&ev->state)))
+            continue;
+        ev->regions_ready = true;
+        if (ev->durable)
+            finish(p, ev, answer, ctx);
+    }
 }
 
 void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
@@ -239,10 +293,17 @@ void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
     while (list) {
         struct tl_event *ev = list;
         list = ev->next;
-        ev->regions_ready = true;
-        if (ev->durable)
-            finish(p, ev, answer, ctx);
+        if (!ev->answered) {
+            ev->regions_ready = true;
+            if (ev->durable)
+                finish(p, ev, answer, ctx);
+        }
+        tl_event_unref(ev);
     }
+
+    /* A region's breaker changed: events may now be answerable without it (or must wait). */
+    if (atomic_exchange(&p->reevaluate, false))
+        reevaluate(p, answer, ctx);
 
     /* Events the WAL has made acknowledgeable since the last round. */
     pthread_mutex_lock(&p->lock);
@@ -266,8 +327,14 @@ void tl_pipeline_drain(struct tl_pipeline *p, void (*answer)(void *ctx, struct t
                        void *ctx)
 {
     pthread_mutex_lock(&p->done_lock);
+    struct tl_event *list = p->done_head;
     p->done_head = p->done_tail = NULL;
     pthread_mutex_unlock(&p->done_lock);
+    while (list) {
+        struct tl_event *ev = list;
+        list = ev->next;
+        tl_event_unref(ev);
+    }
 
     for (;;) {
         pthread_mutex_lock(&p->lock);

@@ -4,9 +4,11 @@
  *
  * The event loop thread appends each event after the WAL gave it its sequence number. Region
  * threads look events up by sequence number (tl_pipeline_get) to produce them from memory, and
- * report per-region outcomes (tl_pipeline_report). An event is answered when both hold:
- *   - the regions satisfy agent.ack: "all" every region reported, "one" a region stored it or
- *     every region reported, "local" nothing is asked of the regions;
+ * report per-region outcomes (tl_pipeline_report). Only healthy regions (circuit breaker
+ * closed, tl_pipeline_set_healthy) count. An event is answered when both hold:
+ *   - the healthy regions satisfy agent.ack: "all" every one reported, "one" one stored it or
+ *     every one reported, "local" nothing is asked of the regions; with no healthy region the
+ *     event is answered from the WAL alone (spooled);
  *   - the WAL's acknowledgeable position (tl_wal_ack_seq) has passed it.
  * The event loop thread applies that rule in tl_pipeline_dispatch and calls the answer function.
  *
@@ -86,6 +88,15 @@ void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
  */
 void tl_pipeline_drain(struct tl_pipeline *p, void (*answer)(void *ctx, struct tl_event *ev),
                        void *ctx);
+
+/*
+ * Marks a region as counting (breaker closed) or not for the acknowledgement policy; when that
+ * changes, the event loop re-checks every held event. Any thread.
+ */
+void tl_pipeline_set_healthy(struct tl_pipeline *p, int region, bool healthy);
+
+/* Bit r set: region r counts for the policy. */
+unsigned tl_pipeline_healthy(struct tl_pipeline *p);
 
 /* Events appended and not yet answered. */
 size_t tl_pipeline_inflight(struct tl_pipeline *p);

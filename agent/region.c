@@ -21,6 +21,8 @@
 
 #include "error.h"
 #include "mem.h"
+#include "partitioner.h"
+#include "twinlane.pb-c.h"
 
 enum { SLOT_FREE = 0, SLOT_SENT = 1, SLOT_DONE = 2 };
 
@@ -28,6 +30,16 @@ enum { SLOT_FREE = 0, SLOT_SENT = 1, SLOT_DONE = 2 };
 #define IDLE_POLL_MS 200
 #define RESEND_BACKOFF_MIN_MS 250
 #define RESEND_BACKOFF_MAX_MS 5000
+/* Backlog at or below which a backfilling region counts as caught up and its breaker closes. */
+#define BACKFILL_DONE_BACKLOG 1000
+/* Probe (heartbeat) interval while half-open, so that recovery is noticed quickly. */
+#define PROBE_INTERVAL_MS 250
+
+/* Opaque of heartbeat messages, told apart from events in delivery reports. */
+static char heartbeat_marker;
+
+static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
+                          bool old_backfilling);
 
 static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
 {
@@ -45,6 +57,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     struct tl_region *r = opaque;
     uint64_t suppressed;
 
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        r->all_brokers_down = true;
     if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         tl_log_error("region", "producer hit a fatal error, rebuilding it region=%s error=%s "
                      "reason=\"%s\"", r->name, rd_kafka_err2name(err), reason);
@@ -113,6 +127,19 @@ static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp
     } else {
         atomic_fetch_add(&r->delivered, 1);
         r->resend_backoff_ms = RESEND_BACKOFF_MIN_MS;
+        if (ev->topic >= 0 && ev->partition < r->partition_counts[ev->topic]) {
+            pthread_mutex_lock(&r->positions_lock);
+            struct tl_position *pos = &r->positions[r->position_base[ev->topic] + ev->partition];
+            if (ev->seq > pos->seq) {
+                pos->seq = ev->seq;
+                pos->offset = offset;
+            }
+            pthread_mutex_unlock(&r->positions_lock);
+        }
+        enum tl_breaker_state before = r->breaker.state;
+        bool before_backfilling = r->breaker.backfilling;
+        if (tl_breaker_record_success(&r->breaker, tl_now_ms()))
+            on_transition(r, before, before_backfilling);
     }
     tl_pipeline_report(r->pipeline, r->index, ev, err, offset);
     advance_cursor(r);
@@ -125,11 +152,20 @@ static void schedule_resend(struct tl_region *r, const struct tl_event *ev,
     uint64_t suppressed;
 
     atomic_fetch_add(&r->retried, 1);
+    bool purged = err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (!purged) {
+        enum tl_breaker_state before = r->breaker.state;
+        bool before_backfilling = r->breaker.backfilling;
+        if (r->breaker.state == TL_BREAKER_CLOSED)
+            tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, NULL);
+        if (tl_breaker_record_failure(&r->breaker, tl_now_ms(), rd_kafka_err2name(err)))
+            on_transition(r, before, before_backfilling);
+    }
     if (r->resend)
         return;
     r->resend = true;
     r->resend_at_ms = tl_now_ms() + r->resend_backoff_ms;
-    if (tl_ratelimit_allow(&r->error_log, &suppressed))
+    if (!purged && tl_ratelimit_allow(&r->error_log, &suppressed))
         tl_log_warn("region", "delivery failed, sending again from the cursor region=%s seq=%"
                     PRIu64 " cursor=%" PRIu64 " error=%s backoff_ms=%d suppressed=%" PRIu64,
                     r->name, ev->seq, r->cursor, rd_kafka_err2name(err), r->resend_backoff_ms,
@@ -139,12 +175,46 @@ static void schedule_resend(struct tl_region *r, const struct tl_event *ev,
         r->resend_backoff_ms = RESEND_BACKOFF_MAX_MS;
 }
 
+static void on_heartbeat_delivery(struct tl_region *r, const rd_kafka_message_t *msg)
+{
+    enum tl_breaker_state before = r->breaker.state;
+    bool before_backfilling = r->breaker.backfilling;
+    int64_t now = tl_now_ms();
+    bool purged = msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                  msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    bool changed = false;
+
+    r->heartbeat_sent_ms = 0;
+    if (purged)
+        return;
+    if (tl_breaker_wants_probes(&r->breaker))
+        changed = tl_breaker_record_probe(&r->breaker, now, msg->err == 0,
+                                          rd_kafka_err2name(msg->err));
+    else if (msg->err)
+        changed = tl_breaker_record_failure(&r->breaker, now, rd_kafka_err2name(msg->err));
+    else
+        changed = tl_breaker_record_success(&r->breaker, now);
+    if (msg->err) {
+        uint64_t suppressed;
+        if (tl_ratelimit_allow(&r->error_log, &suppressed))
+            tl_log_warn("region", "heartbeat failed region=%s error=%s suppressed=%" PRIu64,
+                        r->name, rd_kafka_err2name(msg->err), suppressed);
+    }
+    if (changed)
+        on_transition(r, before, before_backfilling);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     (void)rk;
     struct tl_region *r = opaque;
-    struct tl_event *ev = msg->_private;
 
+    r->last_progress_ms = tl_now_ms();
+    if (msg->_private == &heartbeat_marker) {
+        on_heartbeat_delivery(r, msg);
+        return;
+    }
+    struct tl_event *ev = msg->_private;
     r->inflight--;
     if (msg->err == 0 || error_is_per_event(msg->err))
         finish_event(r, ev, msg->err, msg->err ? -1 : msg->offset);
@@ -243,6 +313,9 @@ static int create_producer(struct tl_region *r, char *err, size_t errsize)
     }
     for (size_t t = 0; t < r->cfg->topic_count; t++)
         r->topics[t] = rd_kafka_topic_new(r->rk, r->cfg->topics[t].name, NULL);
+    if (r->heartbeat_partitions > 0)
+        r->heartbeat_topic = rd_kafka_topic_new(r->rk, r->cfg->heartbeat_topic, NULL);
+    r->heartbeat_sent_ms = 0;
     rd_kafka_queue_t *main_queue = rd_kafka_queue_get_main(r->rk);
     rd_kafka_queue_io_event_enable(main_queue, r->rk_pipe[1], "1", 1);
     rd_kafka_queue_destroy(main_queue);
@@ -251,6 +324,9 @@ static int create_producer(struct tl_region *r, char *err, size_t errsize)
 
 static void destroy_producer(struct tl_region *r)
 {
+    if (r->heartbeat_topic)
+        rd_kafka_topic_destroy(r->heartbeat_topic);
+    r->heartbeat_topic = NULL;
     for (size_t t = 0; r->topics && t < r->cfg->topic_count; t++) {
         if (r->topics[t])
             rd_kafka_topic_destroy(r->topics[t]);
@@ -283,6 +359,9 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
         r->window_cap <<= 1;
     r->window = tl_xcalloc(r->window_cap, 1);
     r->topics = tl_xcalloc(cfg->topic_count, sizeof(*r->topics));
+    r->partition_counts = tl_xcalloc(cfg->topic_count, sizeof(*r->partition_counts));
+    r->position_base = tl_xcalloc(cfg->topic_count, sizeof(*r->position_base));
+    pthread_mutex_init(&r->positions_lock, NULL);
 
     r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->wake_fd < 0 || pipe2(r->rk_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -339,6 +418,101 @@ int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partiti
         tl_log_info("region", "topic found region=%s topic=%s partitions=%" PRId32, r->name,
                     topic, partitions[t]);
     }
+
+    size_t total = 0;
+    for (size_t t = 0; t < r->cfg->topic_count; t++) {
+        r->partition_counts[t] = partitions[t];
+        r->position_base[t] = total;
+        total += (size_t)partitions[t];
+    }
+    free(r->positions);
+    r->positions = tl_xcalloc(total ? total : 1, sizeof(*r->positions));
+    return 0;
+}
+
+/* Creates the heartbeat topic with the Admin API and waits for the answer. */
+static int create_heartbeat_topic(struct tl_region *r, int brokers, int timeout_ms, char *err,
+                                  size_t errsize)
+{
+    char errstr[512];
+    int rf = brokers < 3 ? brokers : 3;
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(r->cfg->heartbeat_topic, 1, rf, errstr,
+                                                    sizeof(errstr));
+    if (!nt)
+        return tl_error(err, errsize, TL_EKAFKA, "region %s: heartbeat topic %s: %s", r->name,
+                        r->cfg->heartbeat_topic, errstr);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
+    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(r->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_CreateTopics(r->rk, &nt, 1, opts, q);
+
+    int rc = 0;
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    if (!ev) {
+        rc = tl_error(err, errsize, TL_ETIMEDOUT, "region %s: creating heartbeat topic %s timed "
+                      "out", r->name, r->cfg->heartbeat_topic);
+    } else if (rd_kafka_event_error(ev)) {
+        rc = tl_error(err, errsize, TL_EKAFKA, "region %s: cannot create heartbeat topic %s: %s",
+                      r->name, r->cfg->heartbeat_topic, rd_kafka_event_error_string(ev));
+    } else {
+        size_t n;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        rd_kafka_resp_err_t terr = n == 1 ? rd_kafka_topic_result_error(res[0]) : 0;
+        if (terr && terr != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+            rc = tl_error(err, errsize, TL_EKAFKA, "region %s: cannot create heartbeat topic "
+                          "%s: %s", r->name, r->cfg->heartbeat_topic,
+                          rd_kafka_topic_result_error_string(res[0]));
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    if (rc == 0)
+        tl_log_info("region", "heartbeat topic created region=%s topic=%s partitions=1 "
+                    "replication_factor=%d", r->name, r->cfg->heartbeat_topic, rf);
+    return rc;
+}
+
+int tl_region_prepare_heartbeats(struct tl_region *r, int timeout_ms, char *err, size_t errsize)
+{
+    int64_t deadline = tl_now_ms() + timeout_ms;
+    bool created = false;
+
+    r->heartbeat_topic = rd_kafka_topic_new(r->rk, r->cfg->heartbeat_topic, NULL);
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t kerr = rd_kafka_metadata(r->rk, 0, r->heartbeat_topic, &md, 2000);
+        int brokers = 0;
+        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            kerr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+            r->heartbeat_partitions = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
+            brokers = md->broker_cnt;
+            rd_kafka_metadata_destroy(md);
+        }
+        if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR && r->heartbeat_partitions > 0)
+            break;
+        bool missing = kerr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                       kerr == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (missing && !created) {
+            char why[512];
+            int rc = create_heartbeat_topic(r, brokers > 0 ? brokers : 1, 10000, why,
+                                            sizeof(why));
+            if (rc != 0)
+                return tl_error(err, errsize, rc, "%s; create the topic yourself (one partition "
+                                "is enough) or set heartbeat.topic", why);
+            created = true;
+            continue;
+        }
+        if (tl_now_ms() >= deadline)
+            return tl_error(err, errsize, TL_ETIMEDOUT, "region %s: heartbeat topic %s not "
+                            "available within %d ms: %s", r->name, r->cfg->heartbeat_topic,
+                            timeout_ms, rd_kafka_err2str(kerr));
+        usleep(200 * 1000);
+    }
+    tl_log_info("region", "heartbeat topic ready region=%s topic=%s partitions=%" PRId32,
+                r->name, r->cfg->heartbeat_topic, r->heartbeat_partitions);
     return 0;
 }
 
@@ -516,18 +690,246 @@ static void pump(struct tl_region *r)
 {
     static __thread struct tl_event *held; /* waiting for librdkafka queue space */
 
+    if (!tl_breaker_sends_events(&r->breaker))
+        return;
     if (r->resend && !try_resend(r))
         return;
-    while (!r->resend && !r->fatal && r->send_seq - r->cursor < r->window_cap) {
+    bool limited = r->breaker.backfilling && r->cfg->backfill_events_per_sec > 0;
+    if (limited) {
+        int64_t now = tl_now_ms();
+        double rate = (double)r->cfg->backfill_events_per_sec;
+        r->backfill_tokens += (double)(now - r->backfill_refill_ms) * rate / 1000.0;
+        if (r->backfill_tokens > rate / 10.0 + 1.0)
+            r->backfill_tokens = rate / 10.0 + 1.0; /* bursts of at most 100 ms worth */
+        r->backfill_refill_ms = now;
+    }
+    /*
+     * Only events the WAL holds durably (per wal.fsync) go out: after a crash every event a
+     * region may hold is still in the WAL, so its sequence number is never given to another.
+     */
+    uint64_t durable = tl_wal_ack_seq(r->wal);
+    while (!r->resend && !r->fatal && r->send_seq - r->cursor < r->window_cap &&
+           r->send_seq < durable) {
+        if (limited && r->backfill_tokens < 1.0)
+            return;
         struct tl_event *ev = held ? held : next_event(r);
         held = NULL;
         if (!ev)
             return;
+        if (r->inflight == 0)
+            r->last_progress_ms = tl_now_ms();
         if (!produce_one(r, ev)) {
             held = ev; /* QUEUE_FULL: serve delivery reports first */
             return;
         }
+        if (limited)
+            r->backfill_tokens -= 1.0;
     }
+}
+
+/* Builds and sends one heartbeat to this region. */
+static void send_heartbeat(struct tl_region *r, int64_t now)
+{
+    const struct tl_config *cfg = r->cfg;
+    uint64_t next_seq = tl_wal_next_seq(r->wal);
+    Twinlane__Heartbeat hb = TWINLANE__HEARTBEAT__INIT;
+    Twinlane__RegionStatus status[TL_REGION_COUNT];
+    Twinlane__RegionStatus *status_ptrs[TL_REGION_COUNT];
+    Twinlane__PartitionPosition *pos_store[TL_REGION_COUNT];
+    Twinlane__PartitionPosition **pos_ptrs[TL_REGION_COUNT];
+
+    hb.agent_id = cfg->agent_id;
+    hb.home_region = cfg->home_region;
+    hb.heartbeat_seq = ++r->heartbeat_seq;
+    hb.timestamp_ms = tl_wallclock_ms();
+    hb.wal_next_seq = next_seq;
+    hb.written_to = (char *)r->name;
+    for (int i = 0; i < TL_REGION_COUNT; i++) {
+        struct tl_region *peer = r->peers[i];
+        twinlane__region_status__init(&status[i]);
+        status_ptrs[i] = &status[i];
+        status[i].name = (char *)peer->name;
+        status[i].breaker_state =
+            (char *)tl_breaker_state_name((enum tl_breaker_state)atomic_load(&peer->published_state));
+        status[i].cursor = atomic_load(&peer->published_cursor);
+        status[i].backlog = next_seq > status[i].cursor ? next_seq - status[i].cursor : 0;
+
+        size_t total = 0;
+        for (size_t t = 0; t < cfg->topic_count; t++)
+            total += (size_t)peer->partition_counts[t];
+        pos_store[i] = tl_xcalloc(total ? total : 1, sizeof(**pos_store));
+        pos_ptrs[i] = tl_xcalloc(total ? total : 1, sizeof(**pos_ptrs));
+        size_t n = 0;
+        pthread_mutex_lock(&peer->positions_lock);
+        for (size_t t = 0; t < cfg->topic_count; t++) {
+            for (int32_t p = 0; p < peer->partition_counts[t]; p++) {
+                const struct tl_position *pos = &peer->positions[peer->position_base[t] + p];
+                if (pos->seq == 0)
+                    continue;
+                Twinlane__PartitionPosition *pp = &pos_store[i][n];
+                twinlane__partition_position__init(pp);
+                pp->topic = cfg->topics[t].name;
+                pp->partition = p;
+                pp->offset = pos->offset;
+                pp->seq = pos->seq;
+                pos_ptrs[i][n++] = pp;
+            }
+        }
+        pthread_mutex_unlock(&peer->positions_lock);
+        status[i].positions = pos_ptrs[i];
+        status[i].n_positions = n;
+    }
+    hb.regions = status_ptrs;
+    hb.n_regions = TL_REGION_COUNT;
+
+    size_t len = twinlane__heartbeat__get_packed_size(&hb);
+    uint8_t *buf = tl_xmalloc(len);
+    twinlane__heartbeat__pack(&hb, buf);
+    for (int i = 0; i < TL_REGION_COUNT; i++) {
+        free(pos_store[i]);
+        free(pos_ptrs[i]);
+    }
+
+    size_t key_len = strlen(cfg->agent_id);
+    int32_t partition = tl_partition_for_key(cfg->agent_id, key_len, r->heartbeat_partitions);
+    rd_kafka_resp_err_t kerr = rd_kafka_producev(
+        r->rk, RD_KAFKA_V_RKT(r->heartbeat_topic), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(cfg->agent_id, key_len), RD_KAFKA_V_VALUE(buf, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(&heartbeat_marker),
+        RD_KAFKA_V_END);
+    if (kerr) {
+        free(buf);
+        uint64_t suppressed;
+        if (tl_ratelimit_allow(&r->error_log, &suppressed))
+            tl_log_warn("region", "heartbeat not sent region=%s error=%s suppressed=%" PRIu64,
+                        r->name, rd_kafka_err2name(kerr), suppressed);
+        return;
+    }
+    r->heartbeat_sent_ms = now;
+}
+
+/* Purges what librdkafka holds for the region; the events come back for a later resend. */
+static void purge_region(struct tl_region *r)
+{
+    rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                              RD_KAFKA_PURGE_F_NON_BLOCKING);
+    rd_kafka_poll(r->rk, 0);
+}
+
+/* Applies the consequences of a breaker transition and logs it. Region thread. */
+static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
+                          bool old_backfilling)
+{
+    struct tl_breaker *b = &r->breaker;
+    char detail[64];
+    uint64_t backlog = tl_wal_next_seq(r->wal) - r->cursor;
+
+    tl_log(b->state == TL_BREAKER_CLOSED ? TL_LOG_INFO : TL_LOG_WARN, "breaker",
+           "breaker state changed region=%s from=%s%s to=%s%s reason=\"%s\" cursor=%" PRIu64
+           " backlog=%" PRIu64, r->name, tl_breaker_state_name(old_state),
+           old_backfilling ? "(backfilling)" : "", tl_breaker_state_name(b->state),
+           b->backfilling ? "(backfilling)" : "", b->reason, r->cursor, backlog);
+    atomic_store(&r->published_state, (int)b->state);
+    atomic_store(&r->published_backfilling, b->backfilling);
+    tl_pipeline_set_healthy(r->pipeline, r->index, tl_breaker_counts_for_ack(b));
+
+    snprintf(detail, sizeof(detail), "backlog=%" PRIu64, backlog);
+    switch (b->state) {
+    case TL_BREAKER_OPEN:
+    case TL_BREAKER_FENCED:
+        if (b->state == TL_BREAKER_OPEN)
+            tl_timeline_mark(r->timeline, TL_STEP_BREAKER_OPEN, detail);
+        /* Nothing more goes to the region; what librdkafka holds is sent again later. */
+        purge_region(r);
+        r->resend = true;
+        r->resend_at_ms = 0;
+        r->heartbeat_sent_ms = 0;
+        break;
+    case TL_BREAKER_HALF_OPEN:
+        if (b->backfilling) {
+            tl_timeline_mark(r->timeline, TL_STEP_BACKFILL_START, detail);
+            r->backfill_tokens = 0;
+            r->backfill_refill_ms = tl_now_ms();
+            r->resend = true;
+            r->resend_at_ms = 0;
+        } else {
+            r->next_heartbeat_ms = 0; /* probe at once */
+        }
+        break;
+    case TL_BREAKER_CLOSED:
+        if (old_state == TL_BREAKER_HALF_OPEN && old_backfilling) {
+            tl_timeline_mark(r->timeline, TL_STEP_BACKFILL_END, detail);
+            tl_timeline_mark(r->timeline, TL_STEP_BREAKER_CLOSED, NULL);
+        }
+        break;
+    }
+}
+
+/* Feeds the breaker its time-based inputs and applies fence requests. Region thread. */
+static void drive_breaker(struct tl_region *r, int64_t now)
+{
+    struct tl_breaker *b = &r->breaker;
+    enum tl_breaker_state before = b->state;
+    bool before_backfilling = b->backfilling;
+    bool changed = false;
+
+    int request = atomic_exchange(&r->fence_request, 0);
+    if (request == 1)
+        changed |= tl_breaker_fence(b, now, r->fence_who);
+    else if (request == 2)
+        changed |= tl_breaker_unfence(b, now, r->fence_who);
+
+    if (r->all_brokers_down) {
+        r->all_brokers_down = false;
+        if (b->state == TL_BREAKER_CLOSED)
+            tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=all_brokers_down");
+        changed |= tl_breaker_all_brokers_down(b, now);
+    }
+
+    int64_t oldest = r->inflight > 0 ? now - r->last_progress_ms : 0;
+    int64_t heartbeat_age = r->heartbeat_sent_ms ? now - r->heartbeat_sent_ms : 0;
+    if (heartbeat_age > oldest)
+        oldest = heartbeat_age;
+    if (!changed && b->state == TL_BREAKER_CLOSED && oldest >= b->s.stall_timeout_ms)
+        tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=stall");
+    if (!changed)
+        changed |= tl_breaker_check_stall(b, now, oldest);
+    if (!changed && tl_breaker_wants_probes(b) && heartbeat_age >= b->s.stall_timeout_ms)
+        changed |= tl_breaker_record_probe(b, now, false, "no answer within stall_timeout_ms");
+    if (!changed)
+        changed |= tl_breaker_tick(b, now);
+    if (!changed && b->backfilling && tl_wal_next_seq(r->wal) - r->cursor <= BACKFILL_DONE_BACKLOG)
+        changed |= tl_breaker_backfill_done(b, now);
+    if (changed)
+        on_transition(r, before, before_backfilling);
+}
+
+/* Sends a heartbeat when one is due and the breaker lets anything through. */
+static void maybe_heartbeat(struct tl_region *r, int64_t now)
+{
+    struct tl_breaker *b = &r->breaker;
+    if (b->state == TL_BREAKER_OPEN || b->state == TL_BREAKER_FENCED)
+        return;
+    if (now < r->next_heartbeat_ms || r->heartbeat_sent_ms != 0)
+        return;
+    send_heartbeat(r, now);
+    r->next_heartbeat_ms = now + (tl_breaker_wants_probes(b) ? PROBE_INTERVAL_MS
+                                                             : r->cfg->heartbeat_interval_ms);
+}
+
+void tl_region_request_fence(struct tl_region *r, bool fence, const char *who)
+{
+    snprintf(r->fence_who, sizeof(r->fence_who), "%s", who);
+    atomic_store(&r->fence_request, fence ? 1 : 2);
+    uint64_t one = 1;
+    ssize_t ignored = write(r->wake_fd, &one, sizeof(one));
+    (void)ignored;
+}
+
+void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_timeline *timeline)
+{
+    r->peers = peers;
+    r->timeline = timeline;
 }
 
 static void drain_fd(int fd)
@@ -548,10 +950,14 @@ static void *region_thread(void *arg)
             {.fd = r->wake_fd, .events = POLLIN},
             {.fd = r->rk_pipe[0], .events = POLLIN},
         };
+        /* Short sleeps while time-based inputs (stall, probes, backfill rate) matter. */
         int timeout = IDLE_POLL_MS;
+        if (r->inflight > 0 || r->heartbeat_sent_ms || r->breaker.state != TL_BREAKER_CLOSED)
+            timeout = 50;
         if (r->resend && r->inflight == 0) {
             int64_t wait = r->resend_at_ms - tl_now_ms();
-            timeout = wait < 0 ? 0 : wait < IDLE_POLL_MS ? (int)wait : IDLE_POLL_MS;
+            if (wait < timeout)
+                timeout = wait < 0 ? 0 : (int)wait;
         }
         poll(fds, 2, timeout);
         if (fds[0].revents)
@@ -561,6 +967,9 @@ static void *region_thread(void *arg)
         rd_kafka_poll(r->rk, 0);
         if (r->fatal)
             rebuild_producer(r);
+        int64_t now = tl_now_ms();
+        drive_breaker(r, now);
+        maybe_heartbeat(r, now);
         pump(r);
         rd_kafka_poll(r->rk, 0);
     }
@@ -576,6 +985,22 @@ static void *region_thread(void *arg)
 
 int tl_region_start(struct tl_region *r, char *err, size_t errsize)
 {
+    const struct tl_config *cfg = r->cfg;
+    struct tl_breaker_settings bs = {
+        .consecutive_failures = cfg->breaker_consecutive_failures,
+        .failure_rate_percent = cfg->breaker_failure_rate_percent,
+        .rate_window_ms = cfg->breaker_rate_window_ms,
+        .min_volume = cfg->breaker_min_volume,
+        .stall_timeout_ms = cfg->breaker_stall_timeout_ms,
+        .open_ms = cfg->breaker_open_ms,
+        .open_max_ms = cfg->breaker_open_max_ms,
+        .probes_to_close = cfg->breaker_probes_to_close,
+    };
+    /* Seeded per agent and region, so that agents do not probe in lockstep. */
+    uint64_t seed = (uint64_t)tl_wallclock_ms() ^ ((uint64_t)getpid() << 20) ^ (uint64_t)r->index;
+    tl_breaker_init(&r->breaker, &bs, tl_now_ms(), seed);
+    atomic_store(&r->published_state, TL_BREAKER_CLOSED);
+
     r->cursor = r->send_seq = tl_wal_cursor(r->wal, r->index);
     atomic_store(&r->published_cursor, r->cursor);
     int rc = pthread_create(&r->thread, NULL, region_thread, r);
@@ -619,5 +1044,9 @@ void tl_region_close(struct tl_region *r)
             close(r->rk_pipe[i]);
     free(r->window);
     free(r->bootstrap);
+    free(r->partition_counts);
+    free(r->position_base);
+    free(r->positions);
+    pthread_mutex_destroy(&r->positions_lock);
     free(r);
 }

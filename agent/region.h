@@ -36,8 +36,10 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "breaker.h"
 #include "config.h"
 #include "log.h"
+#include "timeline.h"
 #include "pipeline.h"
 #include "wal.h"
 
@@ -62,7 +64,34 @@ struct tl_region {
     int resend_backoff_ms;
     struct tl_wal_reader *reader;
     bool fatal;                       /* a fatal error was reported; rebuild the producer */
+    bool all_brokers_down;            /* reported by librdkafka since the last loop round */
     int stop_timeout_ms;              /* set before stopping is */
+
+    /* Circuit breaker and probes (region thread only, except the published copies). */
+    struct tl_breaker breaker;
+    int64_t last_progress_ms;         /* last delivery report, or when sending resumed */
+    double backfill_tokens;
+    int64_t backfill_refill_ms;
+    rd_kafka_topic_t *heartbeat_topic;
+    int32_t heartbeat_partitions;
+    uint64_t heartbeat_seq;
+    int64_t next_heartbeat_ms;
+    int64_t heartbeat_sent_ms;        /* 0 when no heartbeat is in flight */
+    struct tl_region **peers;         /* every region, for the heartbeat's contents */
+    struct tl_timeline *timeline;
+    atomic_int fence_request;         /* 0 none, 1 fence, 2 unfence; set by other threads */
+    char fence_who[128];
+    atomic_int published_state;       /* enum tl_breaker_state, for other threads */
+    atomic_bool published_backfilling;
+
+    /* Newest event written per topic-partition, for heartbeats (positions_lock). */
+    pthread_mutex_t positions_lock;
+    int32_t *partition_counts;        /* per topic */
+    size_t *position_base;            /* per topic: index of its partition 0 in positions */
+    struct tl_position {
+        int64_t offset;
+        uint64_t seq;                 /* 0: nothing written yet */
+    } *positions;
 
     pthread_t thread;
     bool thread_started;
@@ -98,6 +127,22 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
  */
 int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partitions, char *err,
                            size_t errsize);
+
+/*
+ * Checks that the heartbeat topic exists in the region, creating it (one partition,
+ * replication factor up to 3) when it does not. Returns 0, or TL_EKAFKA with err naming
+ * region, topic and librdkafka's reason.
+ */
+int tl_region_prepare_heartbeats(struct tl_region *r, int timeout_ms, char *err, size_t errsize);
+
+/*
+ * Gives the region what it needs beyond its own producer: every region (for heartbeats) and
+ * its failover timeline. Call before tl_region_start.
+ */
+void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_timeline *timeline);
+
+/* Asks the region thread to fence (true) or unfence (false) its breaker. Any thread. */
+void tl_region_request_fence(struct tl_region *r, bool fence, const char *who);
 
 /* Starts the region thread, sending from the WAL cursor. Returns 0 or TL_EIO. */
 int tl_region_start(struct tl_region *r, char *err, size_t errsize);

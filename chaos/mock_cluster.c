@@ -43,6 +43,9 @@ enum exit_status {
     EXIT_STATUS_USAGE = 2,   /* invalid command line */
 };
 
+/* The agents' default heartbeat topic (heartbeat.topic). */
+#define HEARTBEAT_TOPIC "twinlane.heartbeats"
+
 /* One --topic option. A replication factor of 0 means the default, min(3, brokers). */
 struct topic_option {
     char name[TL_MOCK_MAX_TOPIC_NAME + 1];
@@ -75,7 +78,10 @@ static void print_usage(FILE *out)
             "  -b, --brokers N            broker count, 1 to %d (default %d); brokers get ids\n"
             "                             1 to N\n"
             "  -t, --topic T:P[:RF]       create topic T with P partitions (1 to %d) and\n"
-            "                             replication factor RF (default min(3, N)); repeatable\n"
+            "                             replication factor RF (default min(3, N)); repeatable.\n"
+            "                             The agents' heartbeat topic twinlane.heartbeats\n"
+            "                             (1 partition) is created too unless named here,\n"
+            "                             because mock clusters do not serve CreateTopics\n"
             "  -f, --bootstrap-file FILE  also write the bootstrap servers to FILE (replaced\n"
             "                             atomically; removed on exit)\n"
             "  -c, --control SOCKET       accept fault-injection commands on this Unix socket\n"
@@ -343,13 +349,21 @@ static int run(const struct options *opts, int signal_fd)
     }
     const char *bootstrap = rd_kafka_mock_cluster_bootstraps(region.cluster);
 
+    bool heartbeat_topic_given = false;
     for (size_t i = 0; i < opts->topic_count; i++) {
         const struct topic_option *t = &opts->topics[i];
+        heartbeat_topic_given |= strcmp(t->name, HEARTBEAT_TOPIC) == 0;
         if (tl_mock_create_topic(&region, t->name, t->partitions, t->replication_factor, err,
                                  sizeof(err)) != 0) {
             tl_log_error("mock", "start-up failed region=%s error=\"%s\"", opts->name, err);
             goto out;
         }
+    }
+    if (!heartbeat_topic_given &&
+        tl_mock_create_topic(&region, HEARTBEAT_TOPIC, 1, opts->brokers < 3 ? opts->brokers : 3,
+                             err, sizeof(err)) != 0) {
+        tl_log_error("mock", "start-up failed region=%s error=\"%s\"", opts->name, err);
+        goto out;
     }
 
     if (opts->control_path &&
