@@ -206,6 +206,9 @@ int tl_wal_decode_record(const uint8_t *buf, size_t len, size_t max_payload,
         return tl_error(err, errsize, TL_EPROTO, "record fields overrun its length");
     if (!(flags & 1) && key_len)
         return tl_error(err, errsize, TL_EPROTO, "record has key bytes but no key flag");
+    /* Names become C strings, so a NUL byte would silently shorten them. */
+    if (memchr(q, '\0', topic_len))
+        return tl_error(err, errsize, TL_EPROTO, "record topic name contains a NUL byte");
 
     const uint8_t *hp = q + topic_len + key_len + value_len;
     size_t names_len = 0;
@@ -218,6 +221,9 @@ int tl_wal_decode_record(const uint8_t *buf, size_t len, size_t max_payload,
         size_t vl = v == NULL_VALUE_LEN ? 0 : v;
         if (n == 0 || (size_t)(end - hp) - 6 < n || (size_t)(end - hp) - 6 - n < vl)
             return tl_error(err, errsize, TL_EPROTO, "record header %zu overruns its length", h);
+        if (memchr(hp + 6, '\0', n))
+            return tl_error(err, errsize, TL_EPROTO, "record header %zu name contains a NUL byte",
+                            h);
         names_len += n + 1;
         values_len += vl;
         hp += 6 + n + vl;

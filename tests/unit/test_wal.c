@@ -758,6 +758,41 @@ static void record_key_without_flag_rejected(void **state)
     assert_edit_rejected(PAYLOAD_FLAGS, 2, false, "no key flag");
 }
 
+/* Replaces byte `at` of the payload of a record for tag with a NUL and expects rejection. */
+static void assert_nul_rejected(uint64_t tag, size_t at, const char *expected_text)
+{
+    struct tl_buf buf;
+    tl_buf_init(&buf);
+    encode_sample(&buf, tag, 4);
+    buf.data[TL_WAL_RECORD_HEADER_BYTES + at] = '\0';
+    reseal_record(&buf);
+
+    char err[256] = "";
+    struct tl_event *ev = NULL;
+    size_t used = 0;
+    assert_int_equal(tl_wal_decode_record(buf.data, buf.len, 1 << 20, NULL, &ev, &used, err,
+                                          sizeof(err)), TL_EPROTO);
+    assert_null(ev);
+    assert_contains(err, expected_text);
+    tl_buf_free(&buf);
+}
+
+static void record_nul_in_names_rejected(void **state)
+{
+    (void)state;
+    /* The topic "events" starts right after the fixed fields. */
+    assert_nul_rejected(5, TL_WAL_PAYLOAD_FIXED_BYTES, "topic name contains a NUL");
+    assert_nul_rejected(5, TL_WAL_PAYLOAD_FIXED_BYTES + 3, "topic name contains a NUL");
+
+    /* Tag 5 ends with the header "no-value" without a value: NUL its first name byte. */
+    struct tl_buf buf;
+    tl_buf_init(&buf);
+    encode_sample(&buf, 5, 4);
+    size_t payload = buf.len - TL_WAL_RECORD_HEADER_BYTES;
+    tl_buf_free(&buf);
+    assert_nul_rejected(5, payload - 8, "header 1 name contains a NUL");
+}
+
 static void record_header_overrun_rejected(void **state)
 {
     (void)state;
@@ -1444,6 +1479,7 @@ int main(void)
         WAL_TEST(record_length_below_fixed_rejected),
         WAL_TEST(record_fields_overrun_rejected),
         WAL_TEST(record_key_without_flag_rejected),
+        WAL_TEST(record_nul_in_names_rejected),
         WAL_TEST(record_header_overrun_rejected),
         WAL_TEST(record_trailing_bytes_rejected),
         WAL_TEST(torn_last_record_truncated),
