@@ -43,7 +43,15 @@ static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
 
 static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
 {
-    const struct tl_region *r = rd_kafka_opaque(rk);
+    struct tl_region *r = rd_kafka_opaque(rk);
+    uint64_t suppressed = 0;
+
+    /* A region that is down makes librdkafka log every reconnect; keep a sample. */
+    if (r && level <= LOG_WARNING && !tl_ratelimit_allow(&r->rdkafka_log, &suppressed))
+        return;
+    if (suppressed)
+        tl_log_warn("rdkafka", "suppressed librdkafka log lines region=%s count=%" PRIu64,
+                    r->name, suppressed);
     enum tl_log_level ours = level <= LOG_ERR ? TL_LOG_ERROR
                              : level <= LOG_WARNING ? TL_LOG_WARN
                              : level <= LOG_INFO ? TL_LOG_INFO
@@ -247,6 +255,12 @@ static int build_conf(struct tl_region *r, const char *bootstrap, rd_kafka_conf_
     snprintf(client_id, sizeof(client_id), "twinlane-%s-%s", r->cfg->agent_id, rc->name);
     rc_set |= set_property(conf, rc->name, "client.id", client_id, err, errsize);
     rc_set |= set_property(conf, rc->name, "linger.ms", "5", err, errsize);
+    /*
+     * librdkafka backs off reconnects up to 10 s by default; a region that returns would then
+     * fail the half-open probes for that long. Retry connections at most a second apart.
+     */
+    rc_set |= set_property(conf, rc->name, "reconnect.backoff.ms", "100", err, errsize);
+    rc_set |= set_property(conf, rc->name, "reconnect.backoff.max.ms", "1000", err, errsize);
     /* librdkafka's queue must hold everything the pipeline lets in flight, so produce calls
      * never meet QUEUE_FULL in normal operation. */
     size_t max_msgs = r->window_cap + 1024;
@@ -353,6 +367,7 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
     r->wake_fd = -1;
     r->rk_pipe[0] = r->rk_pipe[1] = -1;
     r->error_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 5);
+    r->rdkafka_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 10);
     r->resend_backoff_ms = RESEND_BACKOFF_MIN_MS;
     r->window_cap = 1;
     while (r->window_cap < cfg->max_inflight_events)

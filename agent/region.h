@@ -108,6 +108,7 @@ struct tl_region {
     atomic_uint_fast64_t published_cursor;
 
     struct tl_ratelimit error_log;
+    struct tl_ratelimit rdkafka_log;  /* librdkafka's warnings and errors */
 };
 
 /*
