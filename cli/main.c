@@ -10,6 +10,8 @@
 
 /* Subcommands, one per file in cli/. */
 int tl_cli_produce(int argc, char **argv);
+int tl_cli_heartbeats(int argc, char **argv);
+int tl_cli_offsets(int argc, char **argv);
 
 struct command {
     const char *name;
@@ -19,6 +21,8 @@ struct command {
 
 static const struct command commands[] = {
     {"produce", tl_cli_produce, "send lines from a file or stdin as events to the agent"},
+    {"heartbeats", tl_cli_heartbeats, "print the heartbeats that agents write to a region"},
+    {"offsets", tl_cli_offsets, "translate a consumer group's offsets to the other region"},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
