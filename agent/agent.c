@@ -255,7 +255,8 @@ static void loop_once(struct tl_agent *a, int timeout_ms)
 static void run_loop(struct tl_agent *a)
 {
     while (a->signals == 0) {
-        loop_once(a, 1000);
+        bool busy = tl_ingest_run_backlog(a->ingest);
+        loop_once(a, busy ? 0 : 1000);
         int64_t now = tl_now_ms();
         if (now - a->last_stats_ms >= STATS_INTERVAL_MS) {
             log_stats(a, "stats");

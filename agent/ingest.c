@@ -34,7 +34,9 @@
 #include "wal.h"
 
 /* Answers waiting for a client that does not read them; past this the connection is not read. */
-#define OUTPUT_HIGH_WATER (8u << 20)
+#define OUTPUT_HIGH_WATER (1u << 20)
+/* Requests handled per connection before others get a turn. */
+#define MAX_REQUESTS_PER_TURN 64
 #define RESERVED_HEADER_PREFIX "twinlane-"
 
 struct tl_conn;
@@ -63,6 +65,7 @@ struct tl_conn {
     bool read_closed;                /* peer finished sending, or we stopped reading */
     bool close_after_flush;          /* protocol error: answer, then close */
     bool fd_closed;
+    bool backlog;                    /* complete frames left over after its turn */
     struct tl_conn *prev;
     struct tl_conn *next;
 };
@@ -95,6 +98,7 @@ struct tl_ingest {
 static void conn_update_interest(struct tl_conn *c);
 static void conn_process(struct tl_conn *c);
 static void conn_maybe_free(struct tl_conn *c);
+static bool conn_may_read(const struct tl_conn *c);
 
 /* ---- answers ---------------------------------------------------------------------------- */
 
@@ -496,9 +500,16 @@ static void conn_process(struct tl_conn *c)
         c->stalled = NULL;
     }
 
-    while (!c->close_after_flush && c->out.len < OUTPUT_HIGH_WATER && ing->accepting) {
+    c->backlog = false;
+    for (int handled = 0;
+         !c->close_after_flush && c->out.len < OUTPUT_HIGH_WATER && ing->accepting; handled++) {
         const uint8_t *payload;
         size_t len;
+        if (handled == MAX_REQUESTS_PER_TURN) {
+            /* Other connections get a turn; tl_ingest_run_backlog comes back here. */
+            c->backlog = tl_frame_reader_pending(&c->reader) >= TL_FRAME_HEADER_BYTES;
+            break;
+        }
         int rc = tl_frame_reader_next(&c->reader, &payload, &len, err, sizeof(err));
         if (rc == 0)
             break;
@@ -509,18 +520,25 @@ static void conn_process(struct tl_conn *c)
             break;
         }
 
+        /* Count the events before unpacking: unpacking allocates per event. */
+        size_t events;
+        uint64_t batch_id;
+        if (tl_frame_scan_request(payload, len, &events, &batch_id, err, sizeof(err)) != 0) {
+            log_bad_frame(ing, c, err);
+            send_frame_error(c, batch_id, TWINLANE__STATUS__INVALID, err);
+            continue;
+        }
+        if (events > ing->cfg->max_inflight_events) {
+            snprintf(err, sizeof(err), "request of %zu events exceeds agent.max_inflight_events "
+                     "= %zu; send smaller requests", events, ing->cfg->max_inflight_events);
+            log_bad_frame(ing, c, err);
+            send_frame_error(c, batch_id, TWINLANE__STATUS__TOO_LARGE, err);
+            continue;
+        }
         Twinlane__ProduceRequest *req;
         if (tl_frame_decode_request(payload, len, &req, err, sizeof(err)) != 0) {
             log_bad_frame(ing, c, err);
-            send_frame_error(c, 0, TWINLANE__STATUS__INVALID, err);
-            continue;
-        }
-        if (req->n_events > ing->cfg->max_inflight_events) {
-            snprintf(err, sizeof(err), "request of %zu events exceeds agent.max_inflight_events "
-                     "= %zu; send smaller requests", req->n_events, ing->cfg->max_inflight_events);
-            log_bad_frame(ing, c, err);
-            send_frame_error(c, req->batch_id, TWINLANE__STATUS__TOO_LARGE, err);
-            twinlane__produce_request__free_unpacked(req, NULL);
+            send_frame_error(c, batch_id, TWINLANE__STATUS__INVALID, err);
             continue;
         }
         if (!accept_request(c, req)) {
@@ -576,9 +594,7 @@ static void conn_update_interest(struct tl_conn *c)
     if (c->fd_closed)
         return;
     uint32_t want = 0;
-    bool reading = !c->read_closed && !c->close_after_flush && !c->stalled &&
-                   c->out.len < OUTPUT_HIGH_WATER && c->ing->accepting;
-    if (reading)
+    if (conn_may_read(c))
         want |= EPOLLIN | EPOLLRDHUP;
     if (c->out.len > 0)
         want |= EPOLLOUT;
@@ -609,7 +625,7 @@ static void conn_update_interest(struct tl_conn *c)
 
 static bool conn_may_read(const struct tl_conn *c)
 {
-    return !c->read_closed && !c->stalled && !c->close_after_flush &&
+    return !c->read_closed && !c->stalled && !c->close_after_flush && !c->backlog &&
            c->out.len < OUTPUT_HIGH_WATER && c->ing->accepting;
 }
 
@@ -623,7 +639,7 @@ static void conn_on_ready(struct tl_watch *w, uint32_t events)
         conn_flush(c);
 
     /* Bounded rounds keep one busy client from starving the others. */
-    for (int rounds = 0; rounds < 16 && conn_may_read(c); rounds++) {
+    for (int rounds = 0; rounds < 4 && conn_may_read(c); rounds++) {
         int rc = tl_frame_reader_fill(&c->reader, c->watch.fd);
         if (rc == TL_EAGAIN)
             break;
@@ -877,6 +893,22 @@ bool tl_ingest_has_pending_output(const struct tl_ingest *ing)
         if (!c->fd_closed && c->out.len > 0)
             return true;
     return false;
+}
+
+bool tl_ingest_run_backlog(struct tl_ingest *ing)
+{
+    bool more = false;
+    for (struct tl_conn *c = ing->conns; c;) {
+        struct tl_conn *next = c->next;
+        if (c->backlog && !c->fd_closed) {
+            conn_process(c);
+            conn_update_interest(c);
+            more |= c->backlog;
+            conn_maybe_free(c);
+        }
+        c = next;
+    }
+    return more;
 }
 
 void tl_ingest_set_timelines(struct tl_ingest *ing, struct tl_timeline *timelines)

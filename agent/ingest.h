@@ -78,6 +78,13 @@ bool tl_ingest_has_pending_output(const struct tl_ingest *ing);
 
 void tl_ingest_get_stats(const struct tl_ingest *ing, struct tl_ingest_stats *stats);
 
+/*
+ * Handles requests that connections left over after their turn (each connection gets at most a
+ * fixed number per wake-up, so that one busy client cannot starve the others). Returns true
+ * when work remains; the event loop then polls without waiting.
+ */
+bool tl_ingest_run_backlog(struct tl_ingest *ing);
+
 /* Gives ingest the regions' failover timelines, which record the first acknowledgement. */
 void tl_ingest_set_timelines(struct tl_ingest *ing, struct tl_timeline *timelines);
 

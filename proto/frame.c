@@ -4,6 +4,7 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -170,5 +171,137 @@ int tl_frame_decode_response(const uint8_t *payload, size_t len, Twinlane__Produ
     if (!*out)
         return tl_error(err, errsize, TL_EPROTO,
                         "frame of %zu bytes is not a valid ProduceResponse protobuf message", len);
+    return 0;
+}
+
+/* Reads a protobuf varint at *p; returns false when it runs past end or over 10 bytes. */
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *value)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+        uint8_t byte = *(*p)++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *value = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Calls on_field for each field of the message in [p, end): field number, wire type, and for
+ * length-delimited fields the bytes. Returns false on malformed input or when on_field does.
+ */
+static bool walk_fields(const uint8_t *p, const uint8_t *end,
+                        bool (*on_field)(void *ctx, uint32_t field, int type, const uint8_t *data,
+                                         size_t len, uint64_t value),
+                        void *ctx)
+{
+    while (p < end) {
+        uint64_t key, value = 0;
+        if (!read_varint(&p, end, &key))
+            return false;
+        int type = (int)(key & 7);
+        uint32_t field = (uint32_t)(key >> 3);
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        switch (type) {
+        case 0:
+            if (!read_varint(&p, end, &value))
+                return false;
+            break;
+        case 1:
+            if (end - p < 8)
+                return false;
+            p += 8;
+            break;
+        case 2:
+            if (!read_varint(&p, end, &value) || value > (uint64_t)(end - p))
+                return false;
+            data = p;
+            len = (size_t)value;
+            p += len;
+            break;
+        case 5:
+            if (end - p < 4)
+                return false;
+            p += 4;
+            break;
+        default:
+            return false; /* groups (3, 4) and unknown wire types are not in twinlane.proto */
+        }
+        if (!on_field(ctx, field, type, data, len, value))
+            return false;
+    }
+    return true;
+}
+
+struct scan_state {
+    size_t events;
+    uint64_t batch_id;
+    bool nul;              /* a NUL byte in a topic or header name */
+    size_t nul_event;
+    const char *nul_what;
+};
+
+static bool scan_header(void *ctx, uint32_t field, int type, const uint8_t *data, size_t len,
+                        uint64_t value)
+{
+    (void)value;
+    struct scan_state *st = ctx;
+    if (field == 1 && type == 2 && memchr(data, 0, len)) {
+        st->nul = true;
+        st->nul_what = "a header name";
+    }
+    return true;
+}
+
+static bool scan_event(void *ctx, uint32_t field, int type, const uint8_t *data, size_t len,
+                       uint64_t value)
+{
+    (void)value;
+    struct scan_state *st = ctx;
+    if (type != 2)
+        return true;
+    if (field == 1 && memchr(data, 0, len)) {
+        st->nul = true;
+        st->nul_what = "the topic";
+    }
+    if (field == 4)
+        return walk_fields(data, data + len, scan_header, st);
+    return true;
+}
+
+static bool scan_request(void *ctx, uint32_t field, int type, const uint8_t *data, size_t len,
+                         uint64_t value)
+{
+    struct scan_state *st = ctx;
+    if (field == 1 && type == 0)
+        st->batch_id = value;
+    if (field != 2 || type != 2)
+        return true;
+    bool was_nul = st->nul;
+    if (!walk_fields(data, data + len, scan_event, st))
+        return false;
+    if (st->nul && !was_nul)
+        st->nul_event = st->events;
+    st->events++;
+    return true;
+}
+
+int tl_frame_scan_request(const uint8_t *payload, size_t len, size_t *events, uint64_t *batch_id,
+                          char *err, size_t errsize)
+{
+    struct scan_state st = {0};
+
+    if (!walk_fields(payload, payload + len, scan_request, &st))
+        return tl_error(err, errsize, TL_EPROTO,
+                        "frame of %zu bytes is not a valid ProduceRequest protobuf message", len);
+    *events = st.events;
+    *batch_id = st.batch_id;
+    if (st.nul)
+        return tl_error(err, errsize, TL_EPROTO, "event %zu: %s contains a NUL byte",
+                        st.nul_event, st.nul_what);
     return 0;
 }

@@ -79,6 +79,16 @@ void tl_frame_append(struct tl_buf *out, const ProtobufCMessage *msg);
 int tl_frame_decode_request(const uint8_t *payload, size_t len, Twinlane__ProduceRequest **out,
                             char *err, size_t errsize);
 
+/*
+ * Walks a ProduceRequest payload without allocating: counts its events, finds its batch_id
+ * (0 if absent), and checks that no topic or header name contains a NUL byte, which C strings
+ * would silently cut short. Returns 0, or TL_EPROTO with err naming the event. Lets a receiver
+ * refuse a request with too many events before unpacking it, since unpacking allocates about
+ * 100 bytes per event however small the event is on the wire.
+ */
+int tl_frame_scan_request(const uint8_t *payload, size_t len, size_t *events, uint64_t *batch_id,
+                          char *err, size_t errsize);
+
 /* Unpacks a ProduceResponse payload; same contract as tl_frame_decode_request. */
 int tl_frame_decode_response(const uint8_t *payload, size_t len, Twinlane__ProduceResponse **out,
                              char *err, size_t errsize);

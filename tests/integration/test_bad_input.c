@@ -5,7 +5,10 @@
  * must stay up.
  */
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -222,6 +225,123 @@ static void malformed_frames_leave_agent_serving(void **state)
     assert_true(count_in_log(agent.log, "bad frame") >= 3);
 }
 
+/* A NUL byte in a topic would be cut off by C strings: the request must be refused instead. */
+static void nul_in_topic_rejected(void **state)
+{
+    (void)state;
+    static const char *const embedded[2] = {"east", "west"};
+    struct it_agent agent;
+    /* batch_id 9, one event with topic "events\0x" and value "v". */
+    static const uint8_t payload[] = {0x08, 0x09, 0x12, 0x0d, 0x0a, 0x08, 'e', 'v', 'e', 'n',
+                                      't', 's', 0x00, 'x', 0x1a, 0x01, 'v'};
+    uint8_t frame[4 + sizeof(payload)] = {0, 0, 0, sizeof(payload)};
+    memcpy(frame + 4, payload, sizeof(payload));
+
+    it_agent_start(&agent, "nul", CONFIG, embedded);
+    int fd = connect_unix(agent.socket);
+    send_all(fd, frame, sizeof(frame));
+    Twinlane__ProduceResponse *resp = read_response(fd);
+    assert_non_null(resp);
+    assert_int_equal(resp->batch_id, 9);
+    assert_int_equal(resp->error_status, TWINLANE__STATUS__INVALID);
+    assert_non_null(strstr(resp->error, "NUL"));
+    twinlane__produce_response__free_unpacked(resp, NULL);
+    close(fd);
+
+    struct it_records east;
+    it_consume(agent.bootstrap[0], "events", &east);
+    assert_int_equal(east.count, 0);
+    it_records_free(&east);
+    assert_int_equal(it_agent_stop(&agent), 0);
+}
+
+/* Clients that send far more than they read must not hold up a well-behaved client. */
+enum { FLOODERS = 50 };
+
+struct flood {
+    int fds[FLOODERS];
+    uint8_t *data;
+    size_t len;
+    atomic_bool stop;
+};
+
+/* Keeps every flooding connection's socket buffer full until told to stop. */
+static void *flood_thread(void *arg)
+{
+    struct flood *f = arg;
+    size_t off[FLOODERS] = {0};
+    while (!atomic_load(&f->stop)) {
+        struct pollfd pfd[FLOODERS];
+        for (int i = 0; i < FLOODERS; i++)
+            pfd[i] = (struct pollfd){.fd = f->fds[i], .events = POLLOUT};
+        if (poll(pfd, FLOODERS, 50) <= 0)
+            continue;
+        for (int i = 0; i < FLOODERS; i++) {
+            if (!(pfd[i].revents & POLLOUT))
+                continue;
+            ssize_t n = send(f->fds[i], f->data + off[i], f->len - off[i],
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0)
+                off[i] = (off[i] + (size_t)n) % f->len;
+        }
+    }
+    return NULL;
+}
+
+static void flooding_clients_leave_others_served(void **state)
+{
+    (void)state;
+    static const char *const embedded[2] = {"east", "west"};
+    struct it_agent agent;
+    struct flood f = {0};
+    char err[256];
+
+    /* Empty requests with a 2-byte batch id: 7 bytes each, so the buffer holds whole frames. */
+    size_t frame_count = 1u << 14;
+    f.data = malloc(frame_count * 7);
+    for (size_t i = 0; i < frame_count; i++) {
+        uint8_t *p = f.data + f.len;
+        p[0] = 0;
+        p[1] = 0;
+        p[2] = 0;
+        p[3] = 3;
+        p[4] = 0x08;
+        p[5] = (uint8_t)(0x80 | (i & 0x7f));
+        p[6] = (uint8_t)((i >> 7) & 0x7f);
+        f.len += 7;
+    }
+
+    it_agent_start(&agent, "flood", CONFIG, embedded);
+    for (int i = 0; i < FLOODERS; i++)
+        f.fds[i] = connect_unix(agent.socket);
+    pthread_t thread;
+    pthread_create(&thread, NULL, flood_thread, &f);
+    sleep(2);
+
+    /* Three probes, each on its own connection; every one must be answered promptly. */
+    for (int probe = 0; probe < 3; probe++) {
+        struct tally tally = {0};
+        struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
+        struct tl_client *c;
+        assert_int_equal(tl_client_connect(agent.socket, &opts, &c, err, sizeof(err)), 0);
+        struct tl_client_event ev = {.topic = "events", .value = "probe", .value_len = 5,
+                                     .opaque = (void *)1};
+        assert_int_equal(tl_client_send(c, &ev, 1, NULL, err, sizeof(err)), 0);
+        /* Generous bound: seconds, not the minutes a starved client would wait. */
+        assert_int_equal(tl_client_flush(c, 5000), 0);
+        tl_client_close(c);
+        assert_int_equal(tally.status_of[1], TL_CLIENT_OK);
+    }
+
+    atomic_store(&f.stop, true);
+    pthread_join(thread, NULL);
+    for (int i = 0; i < FLOODERS; i++)
+        close(f.fds[i]);
+    free(f.data);
+    assert_true(it_agent_alive(&agent));
+    assert_int_equal(it_agent_stop(&agent), 0);
+}
+
 /* Runs the agent against two test-owned mock clusters; returns its exit status and log. */
 static int run_against_clusters(int east_partitions, int west_partitions, char *log_out,
                                 size_t log_size)
@@ -340,6 +460,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(malformed_frames_leave_agent_serving),
         cmocka_unit_test(event_near_size_limit_accepted),
+        cmocka_unit_test(nul_in_topic_rejected),
+        cmocka_unit_test(flooding_clients_leave_others_served),
         cmocka_unit_test(partition_mismatch_stops_start),
         cmocka_unit_test(missing_topic_stops_start),
         cmocka_unit_test(invalid_config_exits_two),

@@ -312,6 +312,62 @@ static void fill_stops_at_buffer_limit(void **state)
     tl_frame_reader_free(&r);
 }
 
+static void scan_counts_events_and_batch(void **state)
+{
+    (void)state;
+    struct tl_buf buf;
+    size_t events = 0;
+    uint64_t batch_id = 0;
+
+    tl_buf_init(&buf);
+    append_request(&buf, 12345, 7);
+    assert_int_equal(tl_frame_scan_request(buf.data + 4, buf.len - 4, &events, &batch_id, NULL,
+                                           0), 0);
+    assert_int_equal(events, 7);
+    assert_int_equal(batch_id, 12345);
+    tl_buf_free(&buf);
+}
+
+static void scan_rejects_nul_in_names(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    size_t events;
+    uint64_t batch_id;
+    /* batch_id 5; event 0 topic "ok"; event 1 topic "a\0b" */
+    static const uint8_t topic_nul[] = {0x08, 0x05, 0x12, 0x04, 0x0a, 0x02, 'o', 'k',
+                                        0x12, 0x05, 0x0a, 0x03, 'a', 0x00, 'b'};
+    /* batch_id 6; one event: topic "t", header name "x\0" */
+    static const uint8_t header_nul[] = {0x08, 0x06, 0x12, 0x09, 0x0a, 0x01, 't',
+                                         0x22, 0x04, 0x0a, 0x02, 'x', 0x00};
+
+    assert_int_equal(tl_frame_scan_request(topic_nul, sizeof(topic_nul), &events, &batch_id, err,
+                                           sizeof(err)), TL_EPROTO);
+    assert_non_null(strstr(err, "event 1: the topic contains a NUL byte"));
+    assert_int_equal(batch_id, 5);
+    assert_int_equal(tl_frame_scan_request(header_nul, sizeof(header_nul), &events, &batch_id,
+                                           err, sizeof(err)), TL_EPROTO);
+    assert_non_null(strstr(err, "header name"));
+}
+
+static void scan_rejects_truncated_fields(void **state)
+{
+    (void)state;
+    size_t events;
+    uint64_t batch_id;
+    static const uint8_t cases[][6] = {
+        {0x12, 0x10, 0x0a},             /* event longer than the payload */
+        {0x08, 0xff, 0xff},             /* unfinished varint */
+        {0x0b, 0x00},                   /* group wire type */
+        {0x12, 0x03, 0x0a, 0x05, 'a'},  /* topic longer than its event */
+    };
+    static const size_t lengths[] = {3, 3, 2, 5};
+
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(tl_frame_scan_request(cases[i], lengths[i], &events, &batch_id, NULL, 0),
+                         TL_EPROTO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +384,9 @@ int main(void)
         cmocka_unit_test(response_round_trip),
         cmocka_unit_test(fill_reports_eof_and_empty),
         cmocka_unit_test(fill_stops_at_buffer_limit),
+        cmocka_unit_test(scan_counts_events_and_batch),
+        cmocka_unit_test(scan_rejects_nul_in_names),
+        cmocka_unit_test(scan_rejects_truncated_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
