@@ -870,11 +870,42 @@ static void close_listener(struct tl_ingest *ing, struct listener *l, bool unlin
         unlink(ing->cfg->unix_path);
 }
 
+/*
+ * Answers every request a connection has sent but the agent has not taken (held back by
+ * back-pressure, or complete in the read buffer) with RETRYABLE, so that each request still
+ * gets exactly one answer when the agent stops.
+ */
+static void refuse_unread_requests(struct tl_conn *c)
+{
+    static const char why[] = "the agent is stopping and did not take this request; send it "
+                              "to the agent again once it is back";
+    char err[256];
+
+    if (c->stalled) {
+        send_frame_error(c, c->stalled->batch_id, TWINLANE__STATUS__RETRYABLE, why);
+        twinlane__produce_request__free_unpacked(c->stalled, NULL);
+        c->stalled = NULL;
+    }
+    for (;;) {
+        const uint8_t *payload;
+        size_t len, events;
+        uint64_t batch_id = 0;
+        if (tl_frame_reader_next(&c->reader, &payload, &len, err, sizeof(err)) != 1)
+            break;
+        tl_frame_scan_request(payload, len, &events, &batch_id, NULL, 0);
+        send_frame_error(c, batch_id, TWINLANE__STATUS__RETRYABLE, why);
+    }
+    c->backlog = false;
+}
+
 void tl_ingest_stop_accepting(struct tl_ingest *ing)
 {
     if (!ing->accepting)
         return;
     ing->accepting = false;
+    for (struct tl_conn *c = ing->conns; c; c = c->next)
+        if (!c->fd_closed)
+            refuse_unread_requests(c);
     close_listener(ing, &ing->unix_listener, true);
     close_listener(ing, &ing->tcp_listener, false);
     for (struct tl_conn *c = ing->conns; c;) {

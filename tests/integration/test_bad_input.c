@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -384,6 +385,101 @@ static int run_against_clusters(int east_partitions, int west_partitions, char *
     return rc;
 }
 
+/* Every request gets exactly one answer when the agent stops, taken or not. */
+static void shutdown_answers_every_request(void **state)
+{
+    (void)state;
+    char errstr[256];
+    rd_kafka_t *owners[2];
+    rd_kafka_mock_cluster_t *clusters[2];
+    char config[2048], dir[200], path[300], log[300];
+
+    /* Slow regions keep events in flight, so the pipeline fills and requests queue up. */
+    for (int i = 0; i < 2; i++) {
+        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
+        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
+        rd_kafka_mock_topic_create(clusters[i], "events", 1, 1);
+        rd_kafka_mock_topic_create(clusters[i], "twinlane.heartbeats", 1, 1);
+    }
+    it_make_dir("shutdown", dir, sizeof(dir));
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-stop\"; home_region = \"east\"; data_dir = \"%s/data\";\n"
+             "          max_inflight_events = 50; shutdown_timeout_ms = 500; };\n"
+             "breaker = { stall_timeout_ms = 60000; rto_target_ms = 120000; };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
+             "topics = ( { name = \"events\"; } );\n",
+             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
+             rd_kafka_mock_cluster_bootstraps(clusters[1]));
+    snprintf(path, sizeof(path), "%s/agent.conf", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+    snprintf(log, sizeof(log), "%s/agent.log", dir);
+
+    struct it_agent agent = {0};
+    snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
+    snprintf(agent.log, sizeof(agent.log), "%s", log);
+    agent.pid = fork();
+    if (agent.pid == 0) {
+        freopen(log, "w", stderr);
+        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 600 && access(agent.socket, F_OK) != 0; i++)
+        usleep(50000);
+    for (int i = 0; i < 2; i++)
+        rd_kafka_mock_broker_set_rtt(clusters[i], 1, 5000);
+
+    int fd = connect_unix(agent.socket);
+    enum { REQUESTS = 10 };
+    for (uint64_t b = 1; b <= REQUESTS; b++) {
+        Twinlane__Event evs[30];
+        Twinlane__Event *ptrs[30];
+        for (int i = 0; i < 30; i++) {
+            twinlane__event__init(&evs[i]);
+            evs[i].topic = "events";
+            evs[i].has_value = true;
+            evs[i].value.data = (uint8_t *)"v";
+            evs[i].value.len = 1;
+            ptrs[i] = &evs[i];
+        }
+        Twinlane__ProduceRequest req = TWINLANE__PRODUCE_REQUEST__INIT;
+        req.batch_id = b;
+        req.n_events = 30;
+        req.events = ptrs;
+        struct tl_buf buf;
+        tl_buf_init(&buf);
+        tl_frame_append(&buf, &req.base);
+        send_all(fd, buf.data, buf.len);
+        tl_buf_free(&buf);
+    }
+    usleep(500000);
+    kill(agent.pid, SIGTERM);
+
+    bool answered[REQUESTS + 1] = {false};
+    size_t responses = 0;
+    Twinlane__ProduceResponse *resp;
+    while ((resp = read_response(fd)) != NULL) {
+        assert_true(resp->batch_id >= 1 && resp->batch_id <= REQUESTS);
+        assert_false(answered[resp->batch_id]);
+        answered[resp->batch_id] = true;
+        responses++;
+        bool retryable = resp->error ? resp->error_status == TWINLANE__STATUS__RETRYABLE
+                                     : resp->results[0]->status == TWINLANE__STATUS__RETRYABLE;
+        assert_true(retryable);
+        twinlane__produce_response__free_unpacked(resp, NULL);
+    }
+    close(fd);
+    assert_int_equal(responses, REQUESTS);
+    assert_int_equal(it_agent_stop(&agent), 0);
+
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_mock_cluster_destroy(clusters[i]);
+        rd_kafka_destroy(owners[i]);
+    }
+}
+
 static void partition_mismatch_stops_start(void **state)
 {
     (void)state;
@@ -462,6 +558,7 @@ int main(void)
         cmocka_unit_test(event_near_size_limit_accepted),
         cmocka_unit_test(nul_in_topic_rejected),
         cmocka_unit_test(flooding_clients_leave_others_served),
+        cmocka_unit_test(shutdown_answers_every_request),
         cmocka_unit_test(partition_mismatch_stops_start),
         cmocka_unit_test(missing_topic_stops_start),
         cmocka_unit_test(invalid_config_exits_two),
