@@ -28,7 +28,7 @@
 
 static const char SEGMENT_MAGIC[8] = {'T', 'W', 'L', 'N', 'W', 'A', 'L', '1'};
 #define SEGMENT_VERSION 1
-#define CURSOR_PERSIST_MS 1000
+#define CURSOR_PERSIST_MS 200
 /* Unwritten batches in memory; past this, appends wait (back-pressure) instead of growing. */
 #define MAX_UNWRITTEN_BYTES (64u << 20)
 #define NULL_VALUE_LEN 0xFFFFFFFFu

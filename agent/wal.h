@@ -49,7 +49,8 @@
  * loses nothing acknowledged, and fdatasync runs every interval or never. A failed write or
  * fsync (disk full, I/O error) is logged and retried; ack_seq waits.
  *
- * Cursors are persisted about once a second and at close; segments whose records all lie below
+ * Cursors are persisted every 200 ms (when they moved) and at close, which bounds what a
+ * region receives twice after a crash; segments whose records all lie below
  * every region's cursor are deleted after that. The quota wal.max_bytes counts segment files
  * plus unwritten batches.
  *
