@@ -684,6 +684,14 @@ static void rebuild_producer(struct tl_region *r)
                 "region=%s cursor=%" PRIu64, r->name, r->cursor);
 }
 
+/* Drops an event that was waiting for queue space; sending restarts before it anyway. */
+static void drop_held(struct tl_region *r)
+{
+    if (r->held)
+        tl_event_unref(r->held);
+    r->held = NULL;
+}
+
 /* Starts sending again from the cursor once every in-flight event has come back. */
 static bool try_resend(struct tl_region *r)
 {
@@ -692,6 +700,7 @@ static bool try_resend(struct tl_region *r)
     for (uint64_t s = r->cursor; s < r->send_seq; s++)
         *slot(r, s) = SLOT_FREE;
     r->send_seq = r->cursor;
+    drop_held(r);
     if (r->reader) {
         tl_wal_reader_close(r->reader);
         r->reader = NULL;
@@ -703,8 +712,6 @@ static bool try_resend(struct tl_region *r)
 /* Produces events from send_seq while the window has room. */
 static void pump(struct tl_region *r)
 {
-    static __thread struct tl_event *held; /* waiting for librdkafka queue space */
-
     if (!tl_breaker_sends_events(&r->breaker))
         return;
     if (r->resend && !try_resend(r))
@@ -727,14 +734,14 @@ static void pump(struct tl_region *r)
            r->send_seq < durable) {
         if (limited && r->backfill_tokens < 1.0)
             return;
-        struct tl_event *ev = held ? held : next_event(r);
-        held = NULL;
+        struct tl_event *ev = r->held ? r->held : next_event(r);
+        r->held = NULL;
         if (!ev)
             return;
         if (r->inflight == 0)
             r->last_progress_ms = tl_now_ms();
         if (!produce_one(r, ev)) {
-            held = ev; /* QUEUE_FULL: serve delivery reports first */
+            r->held = ev; /* QUEUE_FULL: serve delivery reports first */
             return;
         }
         if (limited)
@@ -1049,6 +1056,7 @@ void tl_region_close(struct tl_region *r)
         rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(r->rk, 0);
     }
+    drop_held(r);
     destroy_producer(r);
     free(r->topics);
     tl_wal_reader_close(r->reader);

@@ -63,6 +63,7 @@ struct tl_region {
     int64_t resend_at_ms;
     int resend_backoff_ms;
     struct tl_wal_reader *reader;
+    struct tl_event *held;            /* refused with QUEUE_FULL; sent first next time */
     bool fatal;                       /* a fatal error was reported; rebuild the producer */
     bool all_brokers_down;            /* reported by librdkafka since the last loop round */
     int stop_timeout_ms;              /* set before stopping is */
