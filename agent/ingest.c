@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -44,6 +45,7 @@ struct tl_conn;
 struct tl_batch {
     struct tl_conn *conn;
     uint64_t batch_id;
+    int64_t accepted_us;             /* monotonic time the request was taken, for ack latency */
     uint32_t remaining;              /* accepted events not yet completed */
     size_t count;
     Twinlane__EventResult *results;  /* one per event */
@@ -89,6 +91,7 @@ struct tl_ingest {
     struct listener unix_listener;
     struct listener tcp_listener;
     bool accepting;
+    bool paused;                     /* admin API: connections are not read */
     struct tl_conn *conns;
     struct tl_ingest_stats stats;
     struct tl_ratelimit bad_frame_log;
@@ -189,6 +192,20 @@ static void set_result(Twinlane__EventResult *r, Twinlane__Status status, const 
     r->message = tl_xstrdup(text);
 }
 
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void count_rejection(struct tl_ingest *ing, Twinlane__Status status)
+{
+    ing->stats.events_rejected++;
+    if ((size_t)status < sizeof(ing->stats.rejected_by_status) / sizeof(uint64_t))
+        ing->stats.rejected_by_status[status]++;
+}
+
 /*
  * Fills the answer of one event from its per-region results and the acknowledgement policy,
  * and sends the request's answer when it was the last one. Called by the pipeline.
@@ -255,6 +272,8 @@ static void answer_event(void *ctx, struct tl_event *ev)
     } else if (ok) {
         r->status = TWINLANE__STATUS__OK;
         ing->stats.events_acknowledged++;
+        tl_histogram_observe(&ing->stats.ack_latency,
+                             (double)(monotonic_us() - b->accepted_us) / 1e6);
         if (r->spooled)
             ing->stats.events_spooled++;
         for (int i = 0; ing->timelines && i < TL_REGION_COUNT; i++)
@@ -431,6 +450,7 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
     struct tl_batch *b = tl_xcalloc(1, sizeof(*b));
     b->conn = c;
     b->batch_id = req->batch_id;
+    b->accepted_us = monotonic_us();
     b->count = n;
     b->results = tl_xcalloc(n, sizeof(*b->results));
     b->result_ptrs = tl_xcalloc(n, sizeof(*b->result_ptrs));
@@ -448,14 +468,14 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
 
         int topic = -1;
         if (check_event(ing, req->events[i], r, &topic) != TWINLANE__STATUS__OK) {
-            ing->stats.events_rejected++;
+            count_rejection(ing, r->status);
             continue;
         }
         if (ing->cfg->when_no_region == TL_NO_REGION_REJECT &&
             tl_pipeline_healthy(ing->pipeline) == 0) {
             set_result(r, TWINLANE__STATUS__RETRYABLE, "no region is available (every circuit "
                        "breaker is open) and agent.when_no_region is \"reject\"; retry later");
-            ing->stats.events_rejected++;
+            count_rejection(ing, r->status);
             continue;
         }
 
@@ -467,7 +487,7 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
             /* The WAL logs and counts this itself, with a rate limit. */
             set_result(r, TWINLANE__STATUS__RETRYABLE, "%s", err);
             free(ev);
-            ing->stats.events_rejected++;
+            count_rejection(ing, r->status);
             continue;
         }
         tl_pipeline_append(ing->pipeline, ev);
@@ -502,7 +522,9 @@ static void conn_process(struct tl_conn *c)
 
     c->backlog = false;
     for (int handled = 0;
-         !c->close_after_flush && c->out.len < OUTPUT_HIGH_WATER && ing->accepting; handled++) {
+         !c->close_after_flush && c->out.len < OUTPUT_HIGH_WATER && ing->accepting &&
+         !ing->paused;
+         handled++) {
         const uint8_t *payload;
         size_t len;
         if (handled == MAX_REQUESTS_PER_TURN) {
@@ -626,7 +648,7 @@ static void conn_update_interest(struct tl_conn *c)
 static bool conn_may_read(const struct tl_conn *c)
 {
     return !c->read_closed && !c->stalled && !c->close_after_flush && !c->backlog &&
-           c->out.len < OUTPUT_HIGH_WATER && c->ing->accepting;
+           c->out.len < OUTPUT_HIGH_WATER && c->ing->accepting && !c->ing->paused;
 }
 
 static void conn_on_ready(struct tl_watch *w, uint32_t events)
@@ -703,6 +725,7 @@ static void listener_on_ready(struct tl_watch *w, uint32_t events)
                 tl_log_warn("ingest", "connection rejected: listen.max_connections=%d reached "
                             "listener=%s suppressed=%" PRIu64, ing->cfg->max_connections,
                             l->address, suppressed);
+            ing->stats.connections_rejected++;
             close(fd);
             continue;
         }
@@ -950,6 +973,27 @@ void tl_ingest_set_timelines(struct tl_ingest *ing, struct tl_timeline *timeline
 void tl_ingest_get_stats(const struct tl_ingest *ing, struct tl_ingest_stats *stats)
 {
     *stats = ing->stats;
+    stats->paused = ing->paused;
+}
+
+/* ---- pause and resume (admin API) ------------------------------------------------------- */
+
+bool tl_ingest_set_paused(struct tl_ingest *ing, bool paused, const char *who)
+{
+    if (ing->paused == paused)
+        return false;
+    ing->paused = paused;
+    tl_log_info("ingest", "%s reading producer requests by=%s open_connections=%" PRIu64,
+                paused ? "paused" : "resumed", who, ing->stats.connections_open);
+    for (struct tl_conn *c = ing->conns; c;) {
+        struct tl_conn *next = c->next;
+        if (!paused && !c->fd_closed)
+            conn_process(c);
+        conn_update_interest(c);
+        conn_maybe_free(c);
+        c = next;
+    }
+    return true;
 }
 
 void tl_ingest_close(struct tl_ingest *ing)

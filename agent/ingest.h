@@ -26,9 +26,11 @@
 #ifndef TL_INGEST_H
 #define TL_INGEST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "timeline.h"
 #include "wal.h"
@@ -47,6 +49,10 @@ struct tl_ingest_stats {
     uint64_t events_unanswered;   /* answered RETRYABLE at shutdown, kept in the WAL */
     uint64_t events_spooled;      /* acknowledged from the WAL alone, no region available */
     uint64_t bad_frames;
+    uint64_t connections_rejected;  /* listen.max_connections reached */
+    uint64_t rejected_by_status[6]; /* events_rejected split by the wire Status value */
+    bool paused;                    /* tl_ingest_set_paused */
+    struct tl_histogram ack_latency; /* request read to OK answer, seconds */
 };
 
 /*
@@ -73,9 +79,17 @@ void tl_ingest_answer_remaining(struct tl_ingest *ing);
 /* Closes the listeners (removing the socket file) and stops reading from every connection. */
 void tl_ingest_stop_accepting(struct tl_ingest *ing);
 
+/*
+ * Pauses (true) or resumes (false) reading requests from producer connections, for the admin
+ * API. Connections stay open, answers to accepted events keep flowing, new connections are
+ * still accepted and wait. Logs the change with who; returns whether the state changed.
+ */
+bool tl_ingest_set_paused(struct tl_ingest *ing, bool paused, const char *who);
+
 /* Returns whether answers are still waiting to be written to some connection. */
 bool tl_ingest_has_pending_output(const struct tl_ingest *ing);
 
+/* Copies the counters. Event loop thread: other threads get copies that the loop publishes. */
 void tl_ingest_get_stats(const struct tl_ingest *ing, struct tl_ingest_stats *stats);
 
 /*
