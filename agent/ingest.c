@@ -354,8 +354,19 @@ static Twinlane__Status check_event(struct tl_ingest *ing, const Twinlane__Event
                    "exceeds listen.max_event_bytes = %zu", bytes, ing->cfg->max_event_bytes);
         return TWINLANE__STATUS__TOO_LARGE;
     }
+    /* The WAL stores the header count and each name's length in 16 bits. */
+    if (e->n_headers > UINT16_MAX) {
+        set_result(r, TWINLANE__STATUS__INVALID, "event has %zu headers; at most %u are accepted",
+                   e->n_headers, (unsigned)UINT16_MAX);
+        return TWINLANE__STATUS__INVALID;
+    }
     for (size_t h = 0; h < e->n_headers; h++) {
         const char *name = e->headers[h]->name;
+        if (strlen(name) > UINT16_MAX) {
+            set_result(r, TWINLANE__STATUS__INVALID, "header %zu has a name of %zu bytes; at "
+                       "most %u are accepted", h, strlen(name), (unsigned)UINT16_MAX);
+            return TWINLANE__STATUS__INVALID;
+        }
         if (name[0] == '\0') {
             set_result(r, TWINLANE__STATUS__INVALID, "header %zu has an empty name", h);
             return TWINLANE__STATUS__INVALID;

@@ -160,7 +160,9 @@ static void schedule_resend(struct tl_region *r, const struct tl_event *ev,
     uint64_t suppressed;
 
     atomic_fetch_add(&r->retried, 1);
-    bool purged = err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    /* Purges are the agent's own doing, and a fatal error is the producer's, not the region's. */
+    bool purged = err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+                  err == RD_KAFKA_RESP_ERR__FATAL;
     if (!purged) {
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;

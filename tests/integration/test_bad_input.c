@@ -551,12 +551,55 @@ static void event_near_size_limit_accepted(void **state)
     free(value);
 }
 
+/* The WAL stores header counts and name lengths in 16 bits: larger ones are refused. */
+static void header_limits_enforced(void **state)
+{
+    (void)state;
+    static const char *const embedded[2] = {"east", "west"};
+    struct it_agent agent;
+    struct tally tally = {0};
+    char err[256];
+    size_t count = 65536;
+    struct tl_client_header *headers = calloc(count, sizeof(*headers));
+    for (size_t i = 0; i < count; i++)
+        headers[i] = (struct tl_client_header){.name = "h", .value = "", .value_len = 0};
+    char *long_name = malloc(70000);
+    memset(long_name, 'n', 69999);
+    long_name[69999] = '\0';
+    struct tl_client_header long_header = {.name = long_name};
+
+    it_agent_start(&agent, "headers", DEFAULT_LIMITS_CONFIG, embedded);
+    struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
+    struct tl_client *c;
+    assert_int_equal(tl_client_connect(agent.socket, &opts, &c, err, sizeof(err)), 0);
+    struct tl_client_event evs[3] = {
+        {.topic = "events", .value = "v", .value_len = 1, .headers = headers,
+         .header_count = count, .opaque = (void *)1},
+        {.topic = "events", .value = "v", .value_len = 1, .headers = &long_header,
+         .header_count = 1, .opaque = (void *)2},
+        {.topic = "events", .value = "v", .value_len = 1, .headers = headers,
+         .header_count = count - 1, .opaque = (void *)3},
+    };
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(tl_client_send(c, &evs[i], 1, NULL, err, sizeof(err)), 0);
+    assert_int_equal(tl_client_flush(c, 60000), 0);
+    tl_client_close(c);
+
+    assert_int_equal(tally.status_of[1], TL_CLIENT_INVALID);
+    assert_int_equal(tally.status_of[2], TL_CLIENT_INVALID);
+    assert_int_equal(tally.status_of[3], TL_CLIENT_OK);
+    assert_int_equal(it_agent_stop(&agent), 0);
+    free(headers);
+    free(long_name);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(malformed_frames_leave_agent_serving),
         cmocka_unit_test(event_near_size_limit_accepted),
         cmocka_unit_test(nul_in_topic_rejected),
+        cmocka_unit_test(header_limits_enforced),
         cmocka_unit_test(flooding_clients_leave_others_served),
         cmocka_unit_test(shutdown_answers_every_request),
         cmocka_unit_test(partition_mismatch_stops_start),
