@@ -9,8 +9,8 @@
  *      carry no L suffix. libconfig 1.5 reads such a literal through atoi() and silently keeps
  *      the low 32 bits, so "max_inflight_bytes = 4296015872" would become 1 MiB. The loader
  *      rejects these literals when it reads the setting that contains one.
- *   3. Each section is checked in the order agent, listen, wal, breaker, regions, topics,
- *      heartbeat, together with the settings that refer to other sections (agent.home_region,
+ *   3. Each section is checked in the order agent, listen, admin, wal, breaker, regions,
+ *      topics, heartbeat, together with the settings that refer to other sections (agent.home_region,
  *      topic replication factors). wal comes after listen because a WAL segment must hold the
  *      largest event. heartbeat comes last because its topic must differ from every event
  *      topic and its interval must be shorter than breaker.rto_target_ms. The first problem
@@ -125,7 +125,7 @@ struct loader {
 };
 
 static const char *const ROOT_SETTINGS[] = {
-    "agent", "wal", "breaker", "heartbeat", "listen", "regions", "topics", NULL};
+    "agent", "wal", "breaker", "heartbeat", "listen", "regions", "topics", "admin", NULL};
 static const char *const AGENT_SETTINGS[] = {
     "id", "home_region", "data_dir", "log_level", "shutdown_timeout_ms",
     "max_inflight_events", "max_inflight_bytes", "ack", "when_no_region", NULL};
@@ -138,6 +138,8 @@ static const char *const BREAKER_SETTINGS[] = {
 static const char *const HEARTBEAT_SETTINGS[] = {"topic", "interval_ms", NULL};
 static const char *const LISTEN_SETTINGS[] = {
     "unix", "tcp", "max_frame_bytes", "max_event_bytes", "max_connections", NULL};
+static const char *const ADMIN_SETTINGS[] = {
+    "unix", "tcp", "token_file", "max_connections", "connection_timeout_ms", NULL};
 static const char *const REGION_SETTINGS[] = {
     "name", "bootstrap", "embedded_brokers", "properties", NULL};
 static const char *const TOPIC_SETTINGS[] = {
@@ -768,9 +770,13 @@ static bool is_loopback_host(const char *host)
     return false;
 }
 
-/* Parses listen.tcp into cfg->tcp_host and cfg->tcp_port. */
-static int parse_tcp_listener(struct loader *ld, const config_setting_t *s, const char *value,
-                              struct tl_config *cfg)
+/*
+ * Parses a loopback "host:port" (listen.tcp, admin.tcp) into *host_out and *port_out.
+ * why_loopback completes the message for a non-loopback address.
+ */
+static int parse_loopback_address(struct loader *ld, const config_setting_t *s,
+                                  const char *value, const char *why_loopback, char **host_out,
+                                  char **port_out)
 {
     char quoted[96];
     const char *host;
@@ -797,14 +803,13 @@ static int parse_tcp_listener(struct loader *ld, const config_setting_t *s, cons
     host_copy[host_len] = '\0';
     if (!is_loopback_host(host_copy)) {
         free(host_copy);
-        return reject(ld, s, NULL, "%s is not a loopback address; the TCP listener has no "
-                      "authentication, so it accepts only 127.0.0.0/8, [::1] or localhost",
-                      quoted);
+        return reject(ld, s, NULL, "%s is not a loopback address; %s, so it accepts only "
+                      "127.0.0.0/8, [::1] or localhost", quoted, why_loopback);
     }
 
-    cfg->tcp_host = host_copy;
-    cfg->tcp_port = tl_xmemdup(port, port_len + 1);
-    cfg->tcp_port[port_len] = '\0';
+    *host_out = host_copy;
+    *port_out = tl_xmemdup(port, port_len + 1);
+    (*port_out)[port_len] = '\0';
     return 0;
 }
 
@@ -1109,7 +1114,8 @@ static int parse_listen(struct loader *ld, const config_setting_t *root, struct 
     if (rc != 0)
         return rc;
     if (value) {
-        rc = parse_tcp_listener(ld, s, value, cfg);
+        rc = parse_loopback_address(ld, s, value, "the TCP listener has no authentication",
+                                    &cfg->tcp_host, &cfg->tcp_port);
         if (rc != 0)
             return rc;
     }
@@ -1137,6 +1143,97 @@ static int parse_listen(struct loader *ld, const config_setting_t *root, struct 
     if (rc != 0)
         return rc;
     cfg->max_connections = (int)number;
+    return 0;
+}
+
+/*
+ * Reads the admin group, which may be left out: the admin API then listens on
+ * "<data_dir>/admin.sock" only. admin.tcp needs admin.token_file, and the token file is
+ * read when the agent starts, not here.
+ */
+static int parse_admin(struct loader *ld, const config_setting_t *root, struct tl_config *cfg,
+                       const config_setting_t *data_dir_setting)
+{
+    config_setting_t *admin;
+    const char *value;
+    const config_setting_t *s;
+    const config_setting_t *tcp_setting;
+    long long number;
+
+    int rc = get_group(ld, root, "admin", false, &admin);
+    if (rc != 0)
+        return rc;
+    if (admin) {
+        rc = check_members(ld, admin, ADMIN_SETTINGS);
+        if (rc != 0)
+            return rc;
+    }
+
+    rc = get_string(ld, admin, "unix", false, &value, &s);
+    if (rc != 0)
+        return rc;
+    if (s && value[0] == '\0')
+        return reject(ld, s, NULL, "empty; set the path of the admin socket, or remove the "
+                      "setting to use \"<data_dir>/admin.sock\"");
+    if (value) {
+        cfg->admin_unix_path = tl_xstrdup(value);
+    } else {
+        size_t len = strlen(cfg->data_dir) + sizeof("/admin.sock");
+        cfg->admin_unix_path = tl_xmalloc(len);
+        snprintf(cfg->admin_unix_path, len, "%s/admin.sock", cfg->data_dir);
+    }
+    if (strlen(cfg->admin_unix_path) > UNIX_PATH_MAX_LEN) {
+        if (s)
+            return reject(ld, s, NULL, "the path is %zu bytes long, but a Unix socket path "
+                          "holds at most %zu bytes (sockaddr_un.sun_path); choose a shorter "
+                          "path", strlen(cfg->admin_unix_path), UNIX_PATH_MAX_LEN);
+        return reject(ld, data_dir_setting, NULL, "the default admin socket path "
+                      "\"<data_dir>/admin.sock\" is %zu bytes long, but a Unix socket path "
+                      "holds at most %zu bytes (sockaddr_un.sun_path); set admin.unix to a "
+                      "shorter path or shorten agent.data_dir",
+                      strlen(cfg->admin_unix_path), UNIX_PATH_MAX_LEN);
+    }
+    if (strcmp(cfg->admin_unix_path, cfg->unix_path) == 0)
+        return reject(ld, s ? s : data_dir_setting, NULL, "\"%s\" is also the producer "
+                      "socket (listen.unix); give the admin API a path of its own",
+                      cfg->admin_unix_path);
+
+    rc = get_string(ld, admin, "tcp", false, &value, &tcp_setting);
+    if (rc != 0)
+        return rc;
+    if (value) {
+        rc = parse_loopback_address(ld, tcp_setting, value, "the admin API controls the agent",
+                                    &cfg->admin_tcp_host, &cfg->admin_tcp_port);
+        if (rc != 0)
+            return rc;
+    }
+
+    rc = get_string(ld, admin, "token_file", false, &value, &s);
+    if (rc != 0)
+        return rc;
+    if (s && value[0] == '\0')
+        return reject(ld, s, NULL, "empty; set the path of the file of bearer tokens");
+    if (value && !tcp_setting)
+        return reject(ld, s, NULL, "set without admin.tcp; tokens are checked only on the "
+                      "TCP listener (the Unix socket is guarded by its file mode), so add "
+                      "admin.tcp or remove this setting");
+    if (tcp_setting && !value)
+        return reject(ld, tcp_setting, NULL, "needs admin.token_file, because anyone on this "
+                      "machine can connect to a loopback port; add token_file = \"PATH\" "
+                      "with lines \"NAME TOKEN\"");
+    if (value)
+        cfg->admin_token_file = tl_xstrdup(value);
+
+    rc = get_integer(ld, admin, "max_connections", 1, 1024, 16, false, &number, NULL);
+    if (rc != 0)
+        return rc;
+    cfg->admin_max_connections = (int)number;
+
+    rc = get_integer(ld, admin, "connection_timeout_ms", 1000, 600000, 10000, false, &number,
+                     NULL);
+    if (rc != 0)
+        return rc;
+    cfg->admin_connection_timeout_ms = (int)number;
     return 0;
 }
 
@@ -1634,6 +1731,9 @@ static int validate(struct loader *ld, const config_t *lc, struct tl_config *cfg
     rc = parse_listen(ld, root, cfg, data_dir_setting, &event_setting);
     if (rc != 0)
         return rc;
+    rc = parse_admin(ld, root, cfg, data_dir_setting);
+    if (rc != 0)
+        return rc;
     rc = parse_wal(ld, root, cfg, event_setting);
     if (rc != 0)
         return rc;
@@ -1807,6 +1907,10 @@ void tl_config_free(struct tl_config *cfg)
     free(cfg->tcp_port);
     free(cfg->wal_dir);
     free(cfg->heartbeat_topic);
+    free(cfg->admin_unix_path);
+    free(cfg->admin_tcp_host);
+    free(cfg->admin_tcp_port);
+    free(cfg->admin_token_file);
 
     for (size_t i = 0; i < TL_REGION_COUNT; i++) {
         struct tl_region_config *region = &cfg->regions[i];

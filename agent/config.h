@@ -13,6 +13,9 @@
  *               min_volume = 20; stall_timeout_ms = 1500; open_ms = 1000; open_max_ms = 30000;
  *               probes_to_close = 2; rto_target_ms = 3000; backfill_events_per_sec = 50000; };
  *   heartbeat = { topic = "twinlane.heartbeats"; interval_ms = 1000; };
+ *   admin   = { unix = "<data_dir>/admin.sock"; tcp = "127.0.0.1:7412";
+ *               token_file = "/etc/twinlane/admin.tokens"; max_connections = 16;
+ *               connection_timeout_ms = 10000; };
  *   listen  = { unix = "/path/agent.sock"; tcp = "127.0.0.1:7411";
  *               max_frame_bytes = 4194304; max_event_bytes = 1048576; max_connections = 256; };
  *   regions = ( { name = "east"; bootstrap = "embedded"; embedded_brokers = 3;
@@ -124,6 +127,14 @@ struct tl_config {
     /* Heartbeats (group "heartbeat"). */
     char *heartbeat_topic;            /* default "twinlane.heartbeats" */
     int heartbeat_interval_ms;        /* default 1000 */
+
+    /* Admin API (group "admin"). */
+    char *admin_unix_path;            /* default "<data_dir>/admin.sock", mode 0660 */
+    char *admin_tcp_host;             /* NULL when off; loopback only, needs admin_token_file */
+    char *admin_tcp_port;
+    char *admin_token_file;           /* lines "NAME TOKEN"; NULL without admin_tcp_host */
+    int admin_max_connections;        /* default 16 */
+    int admin_connection_timeout_ms;  /* idle connections are closed after this: 10000 */
 
     struct tl_region_config regions[TL_REGION_COUNT];
 

@@ -4,9 +4,9 @@
  * Further tests cover a full valid file, the defaults and the look-up helpers.
  *
  * Most tests fill a fixed seven-line template, so the line in an expected message is the
- * template line of the group under test. The optional groups wal, breaker and heartbeat
- * follow, in that order and one line each, only when a test sets them, so the first one set
- * is at line 8:
+ * template line of the group under test. The optional groups wal, breaker, heartbeat and
+ * admin follow, in that order and one line each, only when a test sets them, so the first one
+ * set is at line 8:
  *
  *   1 agent = { ... };
  *   2 listen = { ... };
@@ -18,6 +18,7 @@
  *   8 wal = { ... };
  *   9 breaker = { ... };
  *  10 heartbeat = { ... };
+ *  11 admin = { ... };
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -49,6 +50,7 @@ struct parts {
     const char *wal;       /* NULL leaves the wal group out */
     const char *breaker;   /* NULL leaves the breaker group out */
     const char *heartbeat; /* NULL leaves the heartbeat group out */
+    const char *admin;     /* NULL leaves the admin group out */
 };
 
 static struct tl_config cfg;
@@ -81,8 +83,10 @@ static int parse_parts(struct parts p)
         used += snprintf(text + used, sizeof(text) - (size_t)used, "breaker = { %s };\n",
                          p.breaker);
     if (p.heartbeat)
-        snprintf(text + used, sizeof(text) - (size_t)used, "heartbeat = { %s };\n",
-                 p.heartbeat);
+        used += snprintf(text + used, sizeof(text) - (size_t)used, "heartbeat = { %s };\n",
+                         p.heartbeat);
+    if (p.admin)
+        snprintf(text + used, sizeof(text) - (size_t)used, "admin = { %s };\n", p.admin);
     return parse_text(text);
 }
 
@@ -1387,6 +1391,85 @@ static void heartbeat_interval_above_set_rto(void **state)
     assert_err_lacks("(the default)");
 }
 
+/* --- admin ------------------------------------------------------------------------------ */
+
+static void admin_defaults_without_group(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){0}), 0);
+    assert_string_equal(cfg.admin_unix_path, "/tmp/tl/admin.sock");
+    assert_null(cfg.admin_tcp_host);
+    assert_null(cfg.admin_token_file);
+    assert_int_equal(cfg.admin_max_connections, 16);
+    assert_int_equal(cfg.admin_connection_timeout_ms, 10000);
+}
+
+static void admin_tcp_with_token_file(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .admin = "unix = \"/run/tl-admin.sock\"; tcp = \"127.0.0.1:7412\"; "
+                                  "token_file = \"/etc/tl/tokens\"; max_connections = 4; "
+                                  "connection_timeout_ms = 2000;"}),
+                     0);
+    assert_string_equal(cfg.admin_unix_path, "/run/tl-admin.sock");
+    assert_string_equal(cfg.admin_tcp_host, "127.0.0.1");
+    assert_string_equal(cfg.admin_tcp_port, "7412");
+    assert_string_equal(cfg.admin_token_file, "/etc/tl/tokens");
+    assert_int_equal(cfg.admin_max_connections, 4);
+    assert_int_equal(cfg.admin_connection_timeout_ms, 2000);
+}
+
+static void admin_unknown_setting(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.admin = "port = 1;"}), TL_EINVAL);
+    assert_err_contains("test.conf:8: admin.port: unknown setting");
+    assert_err_contains("unix, tcp, token_file");
+}
+
+static void admin_tcp_requires_token_file(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.admin = "tcp = \"127.0.0.1:7412\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: admin.tcp: needs admin.token_file");
+}
+
+static void admin_token_file_without_tcp(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.admin = "token_file = \"/etc/tl/t\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: admin.token_file: set without admin.tcp");
+}
+
+static void admin_tcp_rejects_public_address(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.admin = "tcp = \"192.0.2.1:7412\"; "
+                                                         "token_file = \"/t\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: admin.tcp: \"192.0.2.1:7412\" is not a loopback address");
+}
+
+static void admin_unix_same_as_listen(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.listen = "unix = \"/run/tl.sock\";",
+                                                .admin = "unix = \"/run/tl.sock\";"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: admin.unix: \"/run/tl.sock\" is also the producer socket");
+}
+
+static void admin_timeout_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){.admin = "connection_timeout_ms = 10;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:8: admin.connection_timeout_ms:");
+}
+
 /* --- listen ----------------------------------------------------------------------------- */
 
 static void listen_unknown_setting(void **state)
@@ -2039,6 +2122,14 @@ int main(void)
         CONFIG_TEST(heartbeat_interval_above_range),
         CONFIG_TEST(heartbeat_interval_not_below_rto),
         CONFIG_TEST(heartbeat_interval_above_set_rto),
+        CONFIG_TEST(admin_defaults_without_group),
+        CONFIG_TEST(admin_tcp_with_token_file),
+        CONFIG_TEST(admin_unknown_setting),
+        CONFIG_TEST(admin_tcp_requires_token_file),
+        CONFIG_TEST(admin_token_file_without_tcp),
+        CONFIG_TEST(admin_tcp_rejects_public_address),
+        CONFIG_TEST(admin_unix_same_as_listen),
+        CONFIG_TEST(admin_timeout_below_range),
         CONFIG_TEST(listen_unknown_setting),
         CONFIG_TEST(unix_path_empty),
         CONFIG_TEST(unix_path_too_long),
