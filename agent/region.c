@@ -830,6 +830,7 @@ static void send_heartbeat(struct tl_region *r, int64_t now)
         return;
     }
     r->heartbeat_sent_ms = now;
+    atomic_store(&r->heartbeat_sent_wallclock_ms, tl_wallclock_ms());
 }
 
 /* Purges what librdkafka holds for the region; the events come back for a later resend. */
@@ -855,6 +856,7 @@ static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
            b->backfilling ? "(backfilling)" : "", b->reason, r->cursor, backlog);
     atomic_store(&r->published_state, (int)b->state);
     atomic_store(&r->published_backfilling, b->backfilling);
+    atomic_fetch_add(&r->breaker_transitions, 1);
     tl_pipeline_set_healthy(r->pipeline, r->index, tl_breaker_counts_for_ack(b));
 
     snprintf(detail, sizeof(detail), "backlog=%" PRIu64, backlog);

@@ -107,6 +107,8 @@ struct tl_region {
     atomic_uint_fast64_t retried;         /* deliveries that failed and were sent again */
     atomic_uint_fast64_t rebuilds;        /* producers rebuilt after a fatal error */
     atomic_uint_fast64_t published_cursor;
+    atomic_uint_fast64_t breaker_transitions; /* breaker state changes, for metrics */
+    atomic_int_fast64_t heartbeat_sent_wallclock_ms; /* last heartbeat handed to librdkafka */
 
     struct tl_ratelimit error_log;
     struct tl_ratelimit rdkafka_log;  /* librdkafka's warnings and errors */
