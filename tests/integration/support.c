@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -302,6 +304,23 @@ void it_consume(const char *bootstrap, const char *topic, struct it_records *out
     rd_kafka_destroy(rk);
 }
 
+void it_watermarks(const char *bootstrap, const char *topic, int partitions, int64_t *low,
+                   int64_t *high)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "3", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!rk)
+        die("consumer: %s", errstr);
+    for (int p = 0; p < partitions; p++) {
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &low[p], &high[p], 10000) != 0)
+            die("watermarks of %s [%d] at %s failed", topic, p, bootstrap);
+    }
+    rd_kafka_destroy(rk);
+}
+
 void it_records_free(struct it_records *r)
 {
     for (size_t i = 0; i < r->count; i++) {
@@ -313,4 +332,170 @@ void it_records_free(struct it_records *r)
     free(r->items);
     r->items = NULL;
     r->count = 0;
+}
+
+void it_agent_kill(struct it_agent *a)
+{
+    if (a->pid <= 0)
+        die("it_agent_kill: the agent is not running (pid %d)", (int)a->pid);
+    kill(a->pid, SIGKILL);
+    int status;
+    waitpid(a->pid, &status, 0);
+    a->pid = 0;
+}
+
+/* Fills a Unix socket address, failing when path does not fit in sun_path. */
+static void unix_address(struct sockaddr_un *addr, const char *path)
+{
+    size_t len = strlen(path);
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (len >= sizeof(addr->sun_path))
+        die("socket path %s is %zu bytes long; the limit is %zu", path, len,
+            sizeof(addr->sun_path) - 1);
+    memcpy(addr->sun_path, path, len + 1);
+}
+
+/* Returns whether a Unix stream socket at path accepts a connection now. */
+static bool socket_accepts(const char *path)
+{
+    struct sockaddr_un addr;
+    unix_address(&addr, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket: %s", strerror(errno));
+    bool ok = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    return ok;
+}
+
+void it_agent_restart(struct it_agent *a)
+{
+    if (a->pid > 0 && it_agent_alive(a))
+        die("it_agent_restart: the agent (pid %d) is still running", (int)a->pid);
+
+    a->pid = fork();
+    if (a->pid < 0)
+        die("fork: %s", strerror(errno));
+    if (a->pid == 0) {
+        int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        execl(TL_AGENT_BIN, "twinlane-agent", "-c", a->config, (char *)NULL);
+        _exit(127);
+    }
+
+    int64_t deadline = now_ms() + 60000;
+    while (!socket_accepts(a->socket)) {
+        if (!it_agent_alive(a)) {
+            it_agent_dump_log(a);
+            die("agent exited during restart");
+        }
+        if (now_ms() > deadline) {
+            it_agent_dump_log(a);
+            die("restarted agent not accepting connections after 60 s");
+        }
+        usleep(5000);
+    }
+}
+
+static void dump_mock_log(const struct it_mock *m)
+{
+    char *log = it_read_file(m->log, NULL);
+    fprintf(stderr, "---- mock cluster log %s ----\n%s---- end of mock cluster log ----\n",
+            m->log, log ? log : "(unreadable)\n");
+    free(log);
+}
+
+void it_mock_start(struct it_mock *m, const char *dir, const char *name,
+                   const char *const topics[])
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->name, sizeof(m->name), "%s", name);
+    snprintf(m->bootstrap_file, sizeof(m->bootstrap_file), "%s/%s.bootstrap", dir, name);
+    snprintf(m->control, sizeof(m->control), "%s/%s.control", dir, name);
+    snprintf(m->log, sizeof(m->log), "%s/%s.log", dir, name);
+
+    char *argv[32] = {TL_MOCK_CLUSTER_BIN, "--name", m->name, "--brokers", "3",
+                      "--bootstrap-file", m->bootstrap_file, "--control", m->control};
+    int argc = 9;
+    for (size_t i = 0; topics[i]; i++) {
+        if (i == 8)
+            die("it_mock_start: more than 8 topics for region %s", name);
+        argv[argc++] = "--topic";
+        argv[argc++] = (char *)topics[i];
+    }
+
+    m->pid = fork();
+    if (m->pid < 0)
+        die("fork: %s", strerror(errno));
+    if (m->pid == 0) {
+        int fd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+
+    int64_t deadline = now_ms() + 30000;
+    while (!read_first_line(m->bootstrap_file, m->bootstrap, sizeof(m->bootstrap))) {
+        int status;
+        if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
+            m->pid = 0;
+            dump_mock_log(m);
+            die("twinlane-mock-cluster for region %s exited during start-up", name);
+        }
+        if (now_ms() > deadline) {
+            dump_mock_log(m);
+            die("twinlane-mock-cluster for region %s not ready after 30 s", name);
+        }
+        usleep(10000);
+    }
+}
+
+void it_mock_command(const struct it_mock *m, const char *command)
+{
+    struct sockaddr_un addr;
+    unix_address(&addr, m->control);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die("socket: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0)
+        die("connecting to the control socket %s of region %s failed: %s", m->control, m->name,
+            strerror(errno));
+    struct timeval tv = {.tv_sec = 30};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+
+    char line[512];
+    int len = snprintf(line, sizeof(line), "%s\n", command);
+    if (send(fd, line, (size_t)len, MSG_NOSIGNAL) != len)
+        die("sending '%s' to region %s failed: %s", command, m->name, strerror(errno));
+
+    char reply[512];
+    size_t got = 0;
+    while (got < sizeof(reply) - 1 && !memchr(reply, '\n', got)) {
+        ssize_t n = recv(fd, reply + got, sizeof(reply) - 1 - got, 0);
+        if (n <= 0)
+            die("no reply to control command '%s' from region %s", command, m->name);
+        got += (size_t)n;
+    }
+    close(fd);
+    reply[got] = '\0';
+    reply[strcspn(reply, "\n")] = '\0';
+    if (strcmp(reply, "ok") != 0)
+        die("control command '%s' to region %s got '%s'", command, m->name, reply);
+}
+
+int it_mock_stop(struct it_mock *m)
+{
+    if (m->pid <= 0)
+        return -1;
+    kill(m->pid, SIGTERM);
+    int rc = wait_status(m->pid, 30);
+    m->pid = 0;
+    if (rc == -1)
+        dump_mock_log(m);
+    return rc;
 }

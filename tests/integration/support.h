@@ -71,7 +71,59 @@ void it_consume(const char *bootstrap, const char *topic, struct it_records *out
 
 void it_records_free(struct it_records *r);
 
+/*
+ * Queries the low and high watermark of partitions 0 to partitions - 1 of topic. A low
+ * watermark above 0 means the cluster deleted the oldest records, which it_consume cannot
+ * return.
+ */
+void it_watermarks(const char *bootstrap, const char *topic, int partitions, int64_t *low,
+                   int64_t *high);
+
 /* Reads a whole file into a NUL-terminated buffer the caller frees; NULL if unreadable. */
 char *it_read_file(const char *path, size_t *len);
+
+/*
+ * SIGKILLs the agent and reaps it, so nothing of the process survives: no flush, no shutdown
+ * path. The data directory, config and log stay for it_agent_restart.
+ */
+void it_agent_kill(struct it_agent *a);
+
+/*
+ * Starts the agent again on the same directory and configuration, appending to its log.
+ * Waits up to 60 s until the socket accepts connections: after a kill the old socket file is
+ * still there, so its presence proves nothing. Fails the test like it_agent_start.
+ */
+void it_agent_restart(struct it_agent *a);
+
+/*
+ * One twinlane-mock-cluster process: a region whose brokers live outside the agent and so
+ * survive the agent's crashes. Fault commands go through its control socket.
+ */
+struct it_mock {
+    pid_t pid;
+    char name[64];
+    char bootstrap[512];      /* host:port,... of the brokers */
+    char bootstrap_file[320];
+    char control[320];        /* control socket path */
+    char log[320];
+};
+
+/*
+ * Starts twinlane-mock-cluster for region name with 3 brokers and its files under dir.
+ * topics is a NULL-terminated list of "TOPIC:PARTITIONS" to create (at most 8). Waits up to
+ * 30 s for the bootstrap file. Fails the test, printing the program's log, when it exits or
+ * times out.
+ */
+void it_mock_start(struct it_mock *m, const char *dir, const char *name,
+                   const char *const topics[]);
+
+/*
+ * Sends one control command (such as "all-down") and fails the test, naming the command and
+ * the reply, unless the reply is "ok".
+ */
+void it_mock_command(const struct it_mock *m, const char *command);
+
+/* Sends SIGTERM, waits up to 30 s, and returns the exit status; SIGKILL after that. */
+int it_mock_stop(struct it_mock *m);
 
 #endif
