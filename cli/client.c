@@ -87,6 +87,7 @@ struct tl_client {
     struct batch *ready_tail;
 
     size_t inflight_events;
+    uint64_t responses_received; /* 0: the agent may have rejected the connection */
     bool in_callback;
     char last_error[512];
 };
@@ -97,6 +98,7 @@ struct address {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     char host[256];
     char port[8];
+    char display[270]; /* host:port for messages, with brackets around an IPv6 host */
 };
 
 static size_t queued_bytes(const struct tl_client *c)
@@ -155,8 +157,9 @@ static int parse_tcp_address(const char *hostport, const char *address, struct a
         const char *colon = strrchr(hostport, ':');
         if (!colon)
             return tl_error(err, errsize, TL_EINVAL,
-                            "invalid agent address \"%s\"; expected unix:/path, /path, "
-                            "host:port or [ipv6]:port",
+                            "invalid agent address \"%s\": it has no port and no slash; "
+                            "expected host:port, [ipv6]:port, unix:PATH or a socket path "
+                            "containing a slash (./agent.sock)",
                             address);
         host_len = (size_t)(colon - hostport);
         if (memchr(hostport, ':', host_len))
@@ -174,7 +177,13 @@ static int parse_tcp_address(const char *hostport, const char *address, struct a
                         address);
     memcpy(out->host, host, host_len);
     out->host[host_len] = '\0';
-    return parse_port(port, address, out, err, errsize);
+    int rc = parse_port(port, address, out, err, errsize);
+    if (rc < 0)
+        return rc;
+
+    bool ipv6 = memchr(out->host, ':', host_len) != NULL;
+    snprintf(out->display, sizeof out->display, ipv6 ? "[%s]:%s" : "%s:%s", out->host, out->port);
+    return 0;
 }
 
 static int parse_address(const char *address, struct address *out, char *err, size_t errsize)
@@ -183,10 +192,11 @@ static int parse_address(const char *address, struct address *out, char *err, si
     if (!address || address[0] == '\0')
         return tl_error(err, errsize, TL_EINVAL, "agent address is empty");
 
+    /* A TCP address never contains a slash, so any other address with one is a path. */
     const char *path = NULL;
     if (strncmp(address, "unix:", 5) == 0)
         path = address + 5;
-    else if (address[0] == '/')
+    else if (strncmp(address, "tcp:", 4) != 0 && strchr(address, '/'))
         path = address;
 
     if (path) {
@@ -313,13 +323,13 @@ static int connect_tcp(const struct address *addr, int timeout_ms, int *fd_out, 
 
     if (fd < 0 && last_errno == ETIMEDOUT)
         return tl_error(err, errsize, TL_ETIMEDOUT,
-                        "connecting to the agent at %s:%s timed out after %d ms", addr->host,
-                        addr->port, timeout_ms);
+                        "connecting to the agent at %s timed out after %d ms", addr->display,
+                        timeout_ms);
     if (fd < 0)
         return tl_error(err, errsize, TL_EIO,
-                        "cannot connect to the agent at %s:%s: %s; check that twinlane-agent "
+                        "cannot connect to the agent at %s: %s; check that twinlane-agent "
                         "is running and listens there",
-                        addr->host, addr->port, strerror(last_errno));
+                        addr->display, strerror(last_errno));
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -426,6 +436,21 @@ static int fail_connection(struct tl_client *c, const char *fmt, ...)
 
 /* ---- reading responses and writing requests ---- */
 
+/*
+ * Fails the connection after the agent closed or reset it (verb is "closed" or "reset"). An
+ * agent that sent no response yet has most likely rejected the connection, so the message
+ * names the usual causes.
+ */
+static int fail_agent_closed(struct tl_client *c, const char *verb)
+{
+    if (c->responses_received == 0)
+        return fail_connection(c,
+                               "the agent %s the connection before answering; it may have "
+                               "reached listen.max_connections or be stopping; see its log",
+                               verb);
+    return fail_connection(c, "the agent %s the connection", verb);
+}
+
 /* Checks one decoded response against its request and moves the batch to the ready list. */
 static int accept_response(struct tl_client *c, Twinlane__ProduceResponse *response)
 {
@@ -451,6 +476,7 @@ static int accept_response(struct tl_client *c, Twinlane__ProduceResponse *respo
     struct batch *b = window_take(c, id);
     b->response = response;
     ready_append(c, b);
+    c->responses_received++;
     return 0;
 }
 
@@ -496,10 +522,10 @@ static int read_responses(struct tl_client *c)
             if (tl_frame_reader_pending(&c->in) > 0)
                 return fail_connection(c, "the agent closed the connection in the middle of "
                                           "a response frame");
-            return fail_connection(c, "the agent closed the connection");
+            return fail_agent_closed(c, "closed");
         }
         if (rc == TL_EIO && errno == ECONNRESET)
-            return fail_connection(c, "the agent reset the connection");
+            return fail_agent_closed(c, "reset");
         if (rc == TL_EIO)
             return fail_connection(c, "reading from the agent failed: %s", strerror(errno));
         if (rc == TL_EAGAIN) {
@@ -533,6 +559,10 @@ static int write_queued(struct tl_client *c)
         /* The agent may have sent responses, for example an error, before it closed. */
         int saved = errno;
         read_responses(c);
+        if (saved == EPIPE)
+            return fail_agent_closed(c, "closed");
+        if (saved == ECONNRESET)
+            return fail_agent_closed(c, "reset");
         return fail_connection(c, "writing to the agent failed: %s", strerror(saved));
     }
 
@@ -601,6 +631,7 @@ static void deliver_batch(struct tl_client *c, const struct batch *b)
             result.message = r->message;
             result.regions = (const char *const *)r->regions;
             result.region_count = r->n_regions;
+            result.spooled = r->has_spooled && r->spooled;
         }
 
         if (c->opts.on_result) {

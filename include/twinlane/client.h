@@ -49,7 +49,7 @@ extern "C" {
 
 /* Outcome of one event. Values 0 to 5 are the agent's wire Status values. */
 enum tl_client_status {
-    TL_CLIENT_OK = 0,              /* both regions stored the event */
+    TL_CLIENT_OK = 0,              /* acknowledged: both regions stored it, or see spooled */
     TL_CLIENT_RETRYABLE = 1,       /* the agent could not take the event now; send it again */
     TL_CLIENT_UNKNOWN_TOPIC = 2,   /* the agent is not configured for the topic */
     TL_CLIENT_TOO_LARGE = 3,       /* the event exceeds the agent's maximum event size */
@@ -111,6 +111,12 @@ struct tl_client_result {
     void *opaque;               /* the event's opaque pointer */
     uint64_t batch_id;          /* the batch id that tl_client_send returned for the event */
     size_t index;               /* position of the event in its tl_client_send call */
+    /*
+     * True when the agent acknowledged the event (status OK) from its write-ahead log alone
+     * because no region was available (agent.when_no_region = "spool"). The regions receive
+     * the event when they return. Until then it exists only in the agent's write-ahead log.
+     */
+    bool spooled;
 };
 
 /*
@@ -146,14 +152,18 @@ struct tl_client_options {
 /*
  * Connects to the agent at address:
  *
- *   "unix:/path" or "/path"          Unix stream socket
+ *   "unix:PATH" or "/path"           Unix stream socket
+ *   "dir/agent.sock", "./agent.sock" Unix stream socket relative to the working directory,
+ *                                    because an address with a slash and without the
+ *                                    "tcp:" prefix is a path
  *   "tcp:host:port" or "host:port"   TCP; host is a name or an IPv4 address
  *   "[::1]:port", "tcp:[::1]:port"   TCP to an IPv6 address, which needs the brackets
  *
  * opts may be NULL for all defaults; the client copies it. Returns 0 and a client in *out
  * that the caller releases with tl_client_close. On failure returns TL_CLIENT_EINVAL (bad
- * address or option), TL_CLIENT_ENOTFOUND, TL_CLIENT_EIO (refused, missing socket file,
- * permission) or TL_CLIENT_ETIMEDOUT, writes a message into err and leaves *out unchanged.
+ * address or option, found before any connection attempt), TL_CLIENT_ENOTFOUND,
+ * TL_CLIENT_EIO (refused, missing socket file, permission) or TL_CLIENT_ETIMEDOUT, writes a
+ * message into err and leaves *out unchanged.
  */
 int tl_client_connect(const char *address, const struct tl_client_options *opts,
                       struct tl_client **out, char *err, size_t errsize);

@@ -180,6 +180,7 @@ struct recorded {
     void *opaque;
     uint64_t batch_id;
     size_t index;
+    bool spooled;
 };
 
 struct recorder {
@@ -204,6 +205,7 @@ static void record_result(void *ctx, const struct tl_client_result *result)
         .opaque = result->opaque,
         .batch_id = result->batch_id,
         .index = result->index,
+        .spooled = result->spooled,
     };
     if (result->message)
         snprintf(r->message, sizeof r->message, "%s", result->message);
@@ -287,6 +289,8 @@ static void test_connect_rejects_bad_addresses(void **state)
         "",
         "unix:",
         "localhost",
+        "127.0.0.1",
+        "agent.sock",
         "localhost:",
         "localhost:0",
         "localhost:65536",
@@ -350,6 +354,40 @@ static void test_connect_unix_forms(void **state)
         tl_client_close(c);
         fake_agent_close_connection(&a);
     }
+    fake_agent_stop(&a);
+}
+
+static void test_connect_relative_unix_paths(void **state)
+{
+    (void)state;
+    struct fake_agent a;
+    fake_agent_listen(&a);
+    char saved_cwd[4096];
+    assert_non_null(getcwd(saved_cwd, sizeof saved_cwd));
+
+    /* a.dir is /tmp/test_client.XXXXXX, so from /tmp the socket is under its last part. */
+    char from_tmp[128];
+    snprintf(from_tmp, sizeof from_tmp, "%.64s/agent.sock", strrchr(a.dir, '/') + 1);
+    struct {
+        const char *cwd;
+        const char *address;
+    } cases[] = {
+        {a.dir, "./agent.sock"},
+        {"/tmp", from_tmp},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(chdir(cases[i].cwd), 0);
+        struct tl_client *c = NULL;
+        char err[256] = "";
+        int rc = tl_client_connect(cases[i].address, NULL, &c, err, sizeof err);
+        if (rc != 0)
+            fail_msg("address \"%s\" from %s: %s", cases[i].address, cases[i].cwd, err);
+        fake_agent_accept(&a);
+        tl_client_close(c);
+        fake_agent_close_connection(&a);
+    }
+
+    assert_int_equal(chdir(saved_cwd), 0);
     fake_agent_stop(&a);
 }
 
@@ -420,6 +458,29 @@ static void test_connect_tcp_forms(void **state)
         fail_msg("address \"%s\": %s", bracketed, err);
     tl_client_close(c);
     close(fd6);
+}
+
+static void test_connect_error_brackets_ipv6(void **state)
+{
+    (void)state;
+    /* A port that was just free on ::1 (or on 127.0.0.1 without IPv6) refuses the connection. */
+    int port = 0;
+    int fd = listen_loopback(AF_INET6, &port);
+    if (fd < 0)
+        fd = listen_loopback(AF_INET, &port);
+    assert_true(fd >= 0);
+    close(fd);
+
+    char address[64];
+    char expected[64];
+    snprintf(address, sizeof address, "tcp:[::1]:%d", port);
+    snprintf(expected, sizeof expected, "at [::1]:%d:", port);
+    struct tl_client *c = NULL;
+    char err[256] = "";
+    int rc = tl_client_connect(address, NULL, &c, err, sizeof err);
+    assert_true(rc < 0);
+    if (!strstr(err, expected))
+        fail_msg("expected \"%s\" in the message: %s", expected, err);
 }
 
 /* ---- sending ---- */
@@ -560,6 +621,35 @@ static void test_per_event_statuses(void **state)
     fixture_stop(f);
 }
 
+static void test_spooled_result_field(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_start(NULL);
+    uint64_t id = send_events(f->client, 2, NULL);
+
+    /* Event 0 is acknowledged from the agent's WAL alone; event 1 by the regions. */
+    Twinlane__EventResult results[2];
+    Twinlane__EventResult *ptrs[2] = {&results[0], &results[1]};
+    for (size_t i = 0; i < 2; i++) {
+        twinlane__event_result__init(&results[i]);
+        results[i].status = TWINLANE__STATUS__OK;
+    }
+    results[0].has_spooled = true;
+    results[0].spooled = true;
+    Twinlane__ProduceResponse response = TWINLANE__PRODUCE_RESPONSE__INIT;
+    response.batch_id = id;
+    response.n_results = 2;
+    response.results = ptrs;
+    write_response(f->agent.fd, &response);
+    poll_until(f, 2);
+
+    assert_int_equal(f->rec.results[0].status, TL_CLIENT_OK);
+    assert_true(f->rec.results[0].spooled);
+    assert_int_equal(f->rec.results[1].status, TL_CLIENT_OK);
+    assert_false(f->rec.results[1].spooled);
+    fixture_stop(f);
+}
+
 static void test_batch_error_applies_to_all(void **state)
 {
     (void)state;
@@ -629,6 +719,26 @@ static void test_close_with_inflight_loses_events(void **state)
     char err[256] = "";
     assert_int_equal(tl_client_send(f->client, &ev, 1, NULL, err, sizeof err), TL_CLIENT_ECLOSED);
     assert_int_equal(f->rec.count, 15);
+    fixture_stop(f);
+}
+
+static void test_close_before_answer_names_causes(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_start(NULL);
+    int tags[2];
+    send_events(f->client, 2, tags);
+
+    /* What the agent does at listen.max_connections: accept, then close without a word. */
+    fake_agent_close_connection(&f->agent);
+    poll_until(f, 2);
+
+    assert_int_equal(f->rec.results[0].status, TL_CLIENT_CONNECTION_LOST);
+    const char *error = tl_client_last_error(f->client);
+    if (!strstr(error, "before answering"))
+        fail_msg("expected \"before answering\" in: %s", error);
+    if (!strstr(error, "listen.max_connections"))
+        fail_msg("expected \"listen.max_connections\" in: %s", error);
     fixture_stop(f);
 }
 
@@ -838,13 +948,17 @@ int main(void)
         cmocka_unit_test(test_connect_missing_socket_fails),
         cmocka_unit_test(test_connect_unix_forms),
         cmocka_unit_test(test_connect_tcp_forms),
+        cmocka_unit_test(test_connect_relative_unix_paths),
+        cmocka_unit_test(test_connect_error_brackets_ipv6),
         cmocka_unit_test(test_send_rejects_invalid_events),
         cmocka_unit_test(test_send_rejects_oversized_request),
         cmocka_unit_test(test_send_encodes_event_fields),
         cmocka_unit_test(test_pipelined_batches_out_of_order),
         cmocka_unit_test(test_per_event_statuses),
+        cmocka_unit_test(test_spooled_result_field),
         cmocka_unit_test(test_batch_error_applies_to_all),
         cmocka_unit_test(test_close_with_inflight_loses_events),
+        cmocka_unit_test(test_close_before_answer_names_causes),
         cmocka_unit_test(test_client_close_loses_events),
         cmocka_unit_test(test_oversized_response_closes),
         cmocka_unit_test(test_unknown_batch_id_closes),
