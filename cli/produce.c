@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -54,6 +55,8 @@ int tl_cli_produce(int argc, char **argv);
 #define RESPONSE_TIMEOUT_MS 30000
 /* Rejections printed one by one before the rest are only counted. */
 #define MAX_REPORTED_REJECTIONS 10
+/* Header names with this prefix are set by the agent, which rejects events that carry one. */
+#define RESERVED_HEADER_PREFIX "twinlane-"
 
 static const char usage_text[] =
     "Usage: twinlane produce --topic TOPIC [OPTIONS]\n"
@@ -63,7 +66,8 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  --topic TOPIC        topic of every event (required)\n"
-    "  --agent ADDRESS      agent address: unix:/path, /path, host:port or [ipv6]:port\n"
+    "  --agent ADDRESS      agent address: unix:PATH, a path containing a slash\n"
+    "                       (/run/agent.sock, ./agent.sock), host:port or [ipv6]:port\n"
     "                       (default: $TWINLANE_AGENT, else " DEFAULT_AGENT ")\n"
     "  --file FILE          read lines from FILE instead of stdin\n"
     "  --key-field N        use column N (1-based) as the key; a line with fewer columns is\n"
@@ -75,7 +79,8 @@ static const char usage_text[] =
     "                       it). String values are used as is, other values as compact JSON.\n"
     "                       A line that is not a JSON object is rejected locally; a missing\n"
     "                       or null field counts as missing key\n"
-    "  --header NAME=VALUE  add a Kafka header to every event (repeatable)\n"
+    "  --header NAME=VALUE  add a Kafka header to every event (repeatable); names starting\n"
+    "                       with \"twinlane-\" are reserved for the agent\n"
     "  --batch N            events per request (default 500)\n"
     "  --max-inflight N     events sent without a result before reading pauses\n"
     "                       (default 50000)\n"
@@ -88,13 +93,17 @@ static const char usage_text[] =
     "  --help               print this help\n"
     "\n"
     "Without a key option, events have no key and the agent spreads them over partitions.\n"
-    "Lines longer than 4 MiB are rejected locally as too large.\n"
+    "Lines longer than 4 MiB are rejected locally as too large. An option value that starts\n"
+    "with \"--\" is taken for a forgotten value; write it as --option=VALUE.\n"
     "\n"
     "Exit status:\n"
-    "  0  every line read was acknowledged by both regions\n"
-    "  1  some lines were not acknowledged (rejected, failed or lost)\n"
-    "  2  invalid command line, or the input file cannot be opened\n"
-    "  3  the agent is unreachable\n";
+    "  0  every line read was acknowledged, by both regions or, when the summary counts\n"
+    "     them as spooled, by the agent's write-ahead log alone\n"
+    "  1  some lines were not acknowledged (rejected, failed or lost), or reading the input\n"
+    "     failed part-way\n"
+    "  2  invalid command line or agent address, or the input cannot be opened or is a\n"
+    "     directory\n"
+    "  3  the agent is unreachable, or it closed the connection before answering any request\n";
 
 struct produce_options {
     const char *agent;
@@ -120,6 +129,7 @@ struct produce_stats {
     uint64_t sent;    /* events handed to the agent at least once */
     uint64_t retries; /* extra sends after RETRYABLE */
     uint64_t acknowledged;
+    uint64_t spooled;      /* part of acknowledged: held in the agent's write-ahead log alone */
     uint64_t missing_key;  /* rejected locally */
     uint64_t invalid_json; /* rejected locally */
     uint64_t too_large;    /* rejected locally: line or request too large */
@@ -150,6 +160,7 @@ struct produce {
     size_t input_len;
     size_t input_cap;
     bool input_eof;
+    bool input_failed; /* a read error ended the input early */
     bool skipping_long_line;
     uint64_t line_number;
 
@@ -159,6 +170,7 @@ struct produce {
     struct pending_event *retry_tail;
 
     bool connection_closed;
+    bool agent_answered;  /* at least one result came from the agent itself */
     bool input_abandoned; /* input left unread because the connection closed */
     uint64_t reported_rejections;
     int64_t start_ms;
@@ -207,8 +219,19 @@ static bool parse_number(const char *text, const char *option, long min, long ma
 static bool parse_header(const char *text, struct produce_options *opts)
 {
     const char *equals = strchr(text, '=');
-    if (!equals || equals == text) {
+    if (!equals) {
         usage_error("invalid --header \"%s\"; expected NAME=VALUE", text);
+        return false;
+    }
+    if (equals == text) {
+        usage_error("invalid --header \"%s\": the header name is empty; expected NAME=VALUE",
+                    text);
+        return false;
+    }
+    if (strncmp(text, RESERVED_HEADER_PREFIX, strlen(RESERVED_HEADER_PREFIX)) == 0) {
+        usage_error("invalid --header \"%s\": names starting with \"" RESERVED_HEADER_PREFIX
+                    "\" are reserved for the headers the agent sets; choose another name",
+                    text);
         return false;
     }
     opts->headers = tl_xrealloc(opts->headers, (opts->header_count + 1) * sizeof *opts->headers);
@@ -266,6 +289,17 @@ static int parse_options(int argc, char **argv, struct produce_options *opts)
         int option = getopt_long(argc, argv, ":", long_options, NULL);
         if (option == -1)
             break;
+
+        /*
+         * getopt_long takes the next argument as the value even when it is an option, so
+         * "--key-json --file x" would make "--file" the field name. A separate value starting
+         * with "--" is rejected. The --option=VALUE form, where optarg points into the same
+         * argument, still passes such a value.
+         */
+        if (optarg && optarg == argv[optind - 1] && strncmp(optarg, "--", 2) == 0)
+            return usage_error("option %s needs a value but got \"%s\"; write %s=%s if that "
+                               "is the value",
+                               argv[optind - 2], optarg, argv[optind - 2], optarg);
 
         long number = 0;
         switch (option) {
@@ -489,7 +523,7 @@ static void take_buffered_lines(struct produce *p)
 
 /*
  * Reads one chunk of input if some arrives within wait_ms. Returns false when nothing was
- * available; end of input sets input_eof. Exits on a read error.
+ * available. End of input sets input_eof, and a read error sets input_eof and input_failed.
  */
 static bool read_input(struct produce *p, int wait_ms)
 {
@@ -506,9 +540,12 @@ static bool read_input(struct produce *p, int wait_ms)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return false;
     if (n < 0) {
-        fprintf(stderr, "twinlane produce: reading %s failed: %s; treating it as end of input\n",
+        fprintf(stderr,
+                "twinlane produce: reading %s failed: %s; the lines before the error are "
+                "sent, the rest of the input is not, and the exit status is 1\n",
                 p->opts.file ? p->opts.file : "stdin", strerror(errno));
         p->input_eof = true;
+        p->input_failed = true;
         return true;
     }
     if (n == 0)
@@ -534,8 +571,12 @@ static void on_result(void *ctx, const struct tl_client_result *result)
     struct produce *p = ctx;
     struct pending_event *ev = result->opaque;
 
+    if (result->status != TL_CLIENT_CONNECTION_LOST)
+        p->agent_answered = true;
     if (result->status == TL_CLIENT_OK) {
         p->stats.acknowledged++;
+        if (result->spooled)
+            p->stats.spooled++;
         pending_free(ev);
         return;
     }
@@ -698,6 +739,11 @@ static void print_summary_text(const struct produce *p)
             "%llu in %.2f s (%.0f events/s)\n",
             (unsigned long long)s->read, (unsigned long long)s->empty,
             (unsigned long long)s->sent, (unsigned long long)s->acknowledged, elapsed, rate);
+    if (s->spooled > 0)
+        fprintf(stderr,
+                "  spooled: %llu acknowledged from the agent's write-ahead log alone because no "
+                "region was available; the regions receive them when they return\n",
+                (unsigned long long)s->spooled);
     if (s->missing_key + s->invalid_json + s->too_large > 0)
         fprintf(stderr, "  rejected locally: %llu missing key, %llu invalid JSON, %llu too large\n",
                 (unsigned long long)s->missing_key, (unsigned long long)s->invalid_json,
@@ -724,11 +770,12 @@ static void print_summary_json(const struct produce *p)
         json_object_set_new(rejected, tl_client_status_name(status),
                             json_integer((json_int_t)s->rejected[status]));
     json_t *summary = json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:o, s:I, s:I, s:I, s:I}",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:o, s:I, s:I, s:I, s:I}",
         "read", (json_int_t)s->read, "empty", (json_int_t)s->empty, "sent", (json_int_t)s->sent,
         "retries", (json_int_t)s->retries, "acknowledged", (json_int_t)s->acknowledged,
-        "rejected_locally", "missing_key", (json_int_t)s->missing_key, "invalid_json",
-        (json_int_t)s->invalid_json, "too_large", (json_int_t)s->too_large, "rejected", rejected,
+        "spooled", (json_int_t)s->spooled, "rejected_locally", "missing_key",
+        (json_int_t)s->missing_key, "invalid_json", (json_int_t)s->invalid_json, "too_large",
+        (json_int_t)s->too_large, "rejected", rejected,
         "connection_lost", (json_int_t)s->lost, "unsent", (json_int_t)s->unsent,
         "elapsed_ms", (json_int_t)(elapsed * 1000), "events_per_second",
         (json_int_t)(elapsed > 0 ? (double)s->acknowledged / elapsed : 0));
@@ -839,6 +886,30 @@ static void run(struct produce *p)
         print_progress(p, true);
 }
 
+/*
+ * Checks that the input is not a directory, which open(2) and shell redirection accept but
+ * read(2) rejects with EISDIR. Returns false after printing why.
+ */
+static bool input_is_not_directory(const struct produce_options *opts, int fd)
+{
+    const char *option = opts->file ? "--file " : "";
+    const char *name = opts->file ? opts->file : "stdin";
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        fprintf(stderr, "twinlane produce: cannot check the input %s%s: %s\n", option, name,
+                strerror(errno));
+        return false;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fprintf(stderr,
+                "twinlane produce: the input %s%s is a directory; give a file with --file or "
+                "send the lines to stdin\n",
+                option, name);
+        return false;
+    }
+    return true;
+}
+
 static void install_signal_handlers(void)
 {
     struct sigaction sa = {.sa_handler = on_stop_signal};
@@ -865,10 +936,19 @@ int tl_cli_produce(int argc, char **argv)
         exit_code = EXIT_USAGE;
         goto out;
     }
+    if (!input_is_not_directory(&p.opts, p.input_fd)) {
+        exit_code = EXIT_USAGE;
+        goto out;
+    }
 
     struct tl_client_options client_opts = {.on_result = on_result, .ctx = &p};
     char err[512];
-    if (tl_client_connect(p.opts.agent, &client_opts, &p.client, err, sizeof err) < 0) {
+    int rc = tl_client_connect(p.opts.agent, &client_opts, &p.client, err, sizeof err);
+    if (rc == TL_CLIENT_EINVAL) {
+        exit_code = usage_error("%s", err);
+        goto out;
+    }
+    if (rc < 0) {
         fprintf(stderr, "twinlane produce: %s\n", err);
         exit_code = EXIT_UNREACHABLE;
         goto out;
@@ -890,8 +970,16 @@ int tl_cli_produce(int argc, char **argv)
         print_summary_json(&p);
     else if (!p.opts.quiet)
         print_summary_text(&p);
-    bool all_acknowledged = p.stats.acknowledged == p.stats.read && !p.input_abandoned;
+    bool all_acknowledged =
+        p.stats.acknowledged == p.stats.read && !p.input_abandoned && !p.input_failed;
     exit_code = all_acknowledged ? EXIT_ALL_ACKNOWLEDGED : EXIT_NOT_ACKNOWLEDGED;
+    /*
+     * An agent that closed the connection without answering anything was never reached.
+     * NOTE: a peer whose first response could not be decoded lands here too, because the
+     * client library reports both as a closed connection with no result.
+     */
+    if (p.connection_closed && !p.agent_answered)
+        exit_code = EXIT_UNREACHABLE;
 
 out:
     if (p.input_fd > STDIN_FILENO)
