@@ -508,6 +508,19 @@ static int move_aside(struct tl_wal *w, const char *path, uint64_t first_seq, ch
     return 0;
 }
 
+/* CRC of one cursor line's region name and sequence number, as stored after "crc=". */
+static uint32_t cursor_crc(const char *name, uint64_t seq)
+{
+    char text[96];
+    int n = snprintf(text, sizeof(text), "%s %" PRIu64, name, seq);
+    return tl_crc32c(0, text, (size_t)n);
+}
+
+/*
+ * Loads the cursors file. A line that does not parse or whose CRC does not match (a torn
+ * write) is ignored with a warning: that region then resends from the oldest WAL record, which
+ * costs duplicates but loses nothing, since segments are deleted only below saved cursors.
+ */
 static int load_cursors(struct tl_wal *w, bool found[TL_REGION_COUNT], char *err, size_t errsize)
 {
     char path[4096];
@@ -520,18 +533,18 @@ static int load_cursors(struct tl_wal *w, bool found[TL_REGION_COUNT], char *err
     }
     char line[256];
     int lineno = 0;
-    int rc = 0;
-    while (rc == 0 && fgets(line, sizeof(line), f)) {
+    while (fgets(line, sizeof(line), f)) {
         lineno++;
         if (line[0] == '#' || line[0] == '\n')
             continue;
         char name[64];
         uint64_t seq;
-        if (sscanf(line, "region %63s %" SCNu64, name, &seq) != 2) {
-            rc = tl_error(err, errsize, TL_EINVAL, "%s:%d: expected \"region NAME SEQ\"; fix or "
-                          "remove the file (regions then restart from the oldest WAL record)",
-                          path, lineno);
-            break;
+        uint32_t crc;
+        int fields = sscanf(line, "region %63s %" SCNu64 " crc=%" SCNx32, name, &seq, &crc);
+        if (fields < 2 || (fields == 3 && crc != cursor_crc(name, seq))) {
+            tl_log_warn("wal", "damaged cursor line ignored; its region resends from the oldest "
+                        "WAL record file=%s line=%d", path, lineno);
+            continue;
         }
         int r = tl_config_region_index(w->cfg, name);
         if (r < 0) {
@@ -544,7 +557,7 @@ static int load_cursors(struct tl_wal *w, bool found[TL_REGION_COUNT], char *err
         found[r] = true;
     }
     fclose(f);
-    return rc;
+    return 0;
 }
 
 static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, char *err,
@@ -993,6 +1006,12 @@ static int write_batch(struct tl_wal *w, struct batch *b)
     return 0;
 }
 
+/*
+ * Writes the cursors file. Lines have a fixed width, so once the file exists it is rewritten
+ * in place with pwrite(2): that needs no free disk space, which matters because segments are
+ * deleted only after their cursors are on disk, and a full disk must be able to drain. A torn
+ * in-place write is caught by the per-line CRC at the next start.
+ */
 static void persist_cursors(struct tl_wal *w)
 {
     uint64_t c[TL_REGION_COUNT];
@@ -1004,24 +1023,42 @@ static void persist_cursors(struct tl_wal *w)
     if (!changed)
         return;
 
+    char text[512];
+    size_t len = (size_t)snprintf(text, sizeof(text), "# region NAME SEQ crc=CRC32C: the region "
+                                  "has acknowledged every event below SEQ\n");
+    for (int r = 0; r < TL_REGION_COUNT; r++) {
+        const char *name = w->cfg->regions[r].name;
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "region %-32s %020" PRIu64
+                                " crc=%08" PRIx32 "\n", name, c[r], cursor_crc(name, c[r]));
+    }
+
     char path[4096], tmp[4200];
     snprintf(path, sizeof(path), "%s/cursors", w->dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        log_io_error(w, "writing cursors", tmp, errno);
-        return;
+    struct stat st;
+    if (stat(path, &st) == 0 && (size_t)st.st_size == len) {
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        bool ok = fd >= 0 && pwrite(fd, text, len, 0) == (ssize_t)len && fdatasync(fd) == 0;
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        if (!ok) {
+            log_io_error(w, "writing cursors", path, saved);
+            return;
+        }
+    } else {
+        snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+        bool ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        if (!ok || rename(tmp, path) != 0) {
+            log_io_error(w, "writing cursors", path, ok ? errno : saved);
+            unlink(tmp);
+            return;
+        }
+        fsync_dir(w->dir);
     }
-    fprintf(f, "# region NAME SEQ: the region has acknowledged every event below SEQ\n");
-    for (int r = 0; r < TL_REGION_COUNT; r++)
-        fprintf(f, "region %s %" PRIu64 "\n", w->cfg->regions[r].name, c[r]);
-    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        log_io_error(w, "writing cursors", path, errno);
-        return;
-    }
-    fsync_dir(w->dir);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         w->persisted_cursor[r] = c[r];
 }

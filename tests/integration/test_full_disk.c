@@ -502,17 +502,12 @@ static void enospc_rejects_then_recovers(void **state)
 }
 
 /*
- * TODO: run by default once the agent can free a disk full of delivered segments. Until then
- * it fails: the 8 MiB disk fills again with delivered segments after the filler is gone, the
- * cursors file cannot be written, and the events in memory stay unanswered. Set
- * TWINLANE_TEST_WAL_STALL=1 to run it.
+ * A small disk that fills again with segments both regions already have: the cursors file is
+ * rewritten in place, so those segments are deleted and the agent recovers.
  */
 static void enospc_delivered_segments_stall(void **state)
 {
     (void)state;
-    const char *run = getenv("TWINLANE_TEST_WAL_STALL");
-    if (!run || strcmp(run, "1") != 0)
-        skip();
     struct full_case small = ENOSPC_CASE;
     small.name = "enospc-small";
     small.tmpfs_options = "size=8m";
