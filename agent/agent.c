@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "embedded.h"
 #include "error.h"
 #include "ingest.h"
@@ -45,6 +46,8 @@ struct tl_agent {
     struct tl_timeline timelines[TL_REGION_COUNT];
     int32_t *partitions;
     struct tl_ingest *ingest;
+    struct tl_admin *admin;
+    struct tl_watch admin_watch;
     int signals;            /* shutdown signals received */
     int64_t last_stats_ms;
 };
@@ -92,6 +95,28 @@ static void on_wal_progress(struct tl_watch *w, uint32_t events)
     tl_ingest_handle_completions(a->ingest);
     /* Regions send only what the WAL holds durably, so they wait for this too. */
     tl_pipeline_wake_regions(a->pipeline);
+}
+
+static void on_admin_request(struct tl_watch *w, uint32_t events)
+{
+    (void)events;
+    struct tl_agent *a = (struct tl_agent *)((char *)w - offsetof(struct tl_agent, admin_watch));
+    tl_admin_apply(a->admin, a->ingest);
+}
+
+/* Starts the admin API once everything it reports on exists. */
+static int open_admin(struct tl_agent *a, char *err, size_t errsize)
+{
+    struct tl_admin_sources src = {.cfg = a->cfg, .wal = a->wal, .pipeline = a->pipeline,
+                                   .regions = a->regions, .timelines = a->timelines};
+    int rc = tl_admin_open(&src, &a->admin, err, errsize);
+    if (rc != 0)
+        return rc;
+    a->admin_watch = (struct tl_watch){.fd = tl_admin_request_fd(a->admin),
+                                       .on_ready = on_admin_request};
+    tl_loop_add(a->epfd, &a->admin_watch, EPOLLIN);
+    tl_admin_publish(a->admin, a->ingest, true);
+    return 0;
 }
 
 /* Opens the WAL (recovering it) and the pipeline that continues its sequence numbers. */
@@ -257,6 +282,7 @@ static void run_loop(struct tl_agent *a)
     while (a->signals == 0) {
         bool busy = tl_ingest_run_backlog(a->ingest);
         loop_once(a, busy ? 0 : 1000);
+        tl_admin_publish(a->admin, a->ingest, true);
         int64_t now = tl_now_ms();
         if (now - a->last_stats_ms >= STATS_INTERVAL_MS) {
             log_stats(a, "stats");
@@ -270,6 +296,7 @@ static void shut_down(struct tl_agent *a)
     int64_t deadline = tl_now_ms() + a->cfg->shutdown_timeout_ms;
 
     tl_ingest_stop_accepting(a->ingest);
+    tl_admin_publish(a->admin, a->ingest, false);
     while (a->signals < 2 && tl_now_ms() < deadline &&
            (tl_pipeline_inflight(a->pipeline) > 0 || tl_ingest_has_pending_output(a->ingest)))
         loop_once(a, 100);
@@ -292,6 +319,8 @@ static void shut_down(struct tl_agent *a)
 
 static void agent_close(struct tl_agent *a)
 {
+    /* First, because its threads read every module below. */
+    tl_admin_close(a->admin);
     tl_ingest_close(a->ingest);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_region_close(a->regions[r]);
@@ -345,13 +374,15 @@ int tl_agent_run(const struct tl_config *cfg, const struct tl_agent_options *opt
     tl_loop_add(a.epfd, &a.wal_watch, EPOLLIN);
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++)
         rc = tl_region_start(a.regions[r], err, errsize);
+    if (rc == 0)
+        rc = open_admin(&a, err, errsize);
     if (rc != 0)
         goto out;
 
-    tl_log_info("agent", "ready id=%s regions=%s,%s topics=%zu unix=%s tcp=%s%s%s", cfg->agent_id,
-                cfg->regions[0].name, cfg->regions[1].name, cfg->topic_count, cfg->unix_path,
-                cfg->tcp_host ? cfg->tcp_host : "off", cfg->tcp_host ? ":" : "",
-                cfg->tcp_host ? cfg->tcp_port : "");
+    tl_log_info("agent", "ready id=%s regions=%s,%s topics=%zu unix=%s tcp=%s%s%s admin=%s",
+                cfg->agent_id, cfg->regions[0].name, cfg->regions[1].name, cfg->topic_count,
+                cfg->unix_path, cfg->tcp_host ? cfg->tcp_host : "off", cfg->tcp_host ? ":" : "",
+                cfg->tcp_host ? cfg->tcp_port : "", cfg->admin_unix_path);
     a.last_stats_ms = tl_now_ms();
     run_loop(&a);
     shut_down(&a);
