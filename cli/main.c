@@ -12,6 +12,8 @@
 int tl_cli_produce(int argc, char **argv);
 int tl_cli_heartbeats(int argc, char **argv);
 int tl_cli_offsets(int argc, char **argv);
+int tl_cli_status(int argc, char **argv);
+int tl_cli_control(int argc, char **argv);
 
 struct command {
     const char *name;
@@ -23,6 +25,14 @@ static const struct command commands[] = {
     {"produce", tl_cli_produce, "send lines from a file or stdin as events to the agent"},
     {"heartbeats", tl_cli_heartbeats, "print the heartbeats that agents write to a region"},
     {"offsets", tl_cli_offsets, "translate a consumer group's offsets to the other region"},
+    {"status", tl_cli_status, "show the regions, backlog and heartbeats of one or many agents"},
+    {"fence", tl_cli_control, "stop sending events to a region"},
+    {"unfence", tl_cli_control, "lift a region's fence; it is backfilled, then used again"},
+    {"failover", tl_cli_control, "move every event to one region by fencing the other"},
+    {"failback", tl_cli_control, "unfence every region"},
+    {"drain", tl_cli_control, "stop an agent cleanly after flushing its events"},
+    {"pause", tl_cli_control, "stop reading producer connections without closing them"},
+    {"resume", tl_cli_control, "read producer connections again"},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
