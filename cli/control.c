@@ -53,7 +53,8 @@ static void print_usage(const struct verb *v)
           "                     (default: $TWINLANE_ADMIN, else " TL_ADMIN_DEFAULT_AGENT ")\n"
           "  --agents FILE      read agent addresses from FILE, one per line\n"
           "  --timeout SECONDS  time allowed for each agent to answer (default 5)\n"
-          "  --token-file FILE  bearer token for TCP addresses: a line \"NAME TOKEN\" or \"TOKEN\"\n"
+          "  --token-file FILE  bearer token for TCP addresses: a line \"NAME TOKEN\" or\n"
+          "                     \"TOKEN\"\n"
           "  --dry-run          change nothing; show what would change and each region's\n"
           "                     divergence (events in the WAL the region has not stored)\n",
           stdout);
