@@ -521,6 +521,8 @@ static uint32_t cursor_crc(const char *name, uint64_t seq)
  * write) is ignored with a warning: that region then resends from the oldest WAL record, which
  * costs duplicates but loses nothing, since segments are deleted only below saved cursors.
  */
+static bool persist_cursors(struct tl_wal *w);
+
 static int load_cursors(struct tl_wal *w, bool found[TL_REGION_COUNT], char *err, size_t errsize)
 {
     char path[4096];
@@ -708,6 +710,18 @@ int tl_wal_open(const struct tl_wal_options *opts, struct tl_wal **out,
         tl_wal_close(w);
         return rc;
     }
+    /*
+     * Write the cursors file now, while there is room: later updates rewrite it in place and
+     * need no free space. If that fails, keep the loaded cursors as the deletion bound.
+     */
+    uint64_t loaded[TL_REGION_COUNT];
+    for (int r = 0; r < TL_REGION_COUNT; r++) {
+        loaded[r] = w->persisted_cursor[r];
+        w->persisted_cursor[r] = UINT64_MAX;
+    }
+    if (!persist_cursors(w))
+        memcpy(w->persisted_cursor, loaded, sizeof(loaded));
+
     w->stats.next_seq = w->next_seq;
     tl_log_info("wal", "opened dir=%s segments=%zu records=%" PRIu64 " first_seq=%" PRIu64
                 " next_seq=%" PRIu64 " bytes=%" PRIu64 " fsync=%s", w->dir, rec->segments,
@@ -1012,7 +1026,7 @@ static int write_batch(struct tl_wal *w, struct batch *b)
  * deleted only after their cursors are on disk, and a full disk must be able to drain. A torn
  * in-place write is caught by the per-line CRC at the next start.
  */
-static void persist_cursors(struct tl_wal *w)
+static bool persist_cursors(struct tl_wal *w)
 {
     uint64_t c[TL_REGION_COUNT];
     bool changed = false;
@@ -1021,7 +1035,7 @@ static void persist_cursors(struct tl_wal *w)
         changed |= c[r] != w->persisted_cursor[r];
     }
     if (!changed)
-        return;
+        return true;
 
     char text[512];
     size_t len = (size_t)snprintf(text, sizeof(text), "# region NAME SEQ crc=CRC32C: the region "
@@ -1043,7 +1057,7 @@ static void persist_cursors(struct tl_wal *w)
             close(fd);
         if (!ok) {
             log_io_error(w, "writing cursors", path, saved);
-            return;
+            return false;
         }
     } else {
         snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -1055,12 +1069,13 @@ static void persist_cursors(struct tl_wal *w)
         if (!ok || rename(tmp, path) != 0) {
             log_io_error(w, "writing cursors", path, ok ? errno : saved);
             unlink(tmp);
-            return;
+            return false;
         }
         fsync_dir(w->dir);
     }
     for (int r = 0; r < TL_REGION_COUNT; r++)
         w->persisted_cursor[r] = c[r];
+    return true;
 }
 
 /* Deletes segments whose records every region has acknowledged (per the persisted cursors). */
