@@ -379,6 +379,7 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
     r->partition_counts = tl_xcalloc(cfg->topic_count, sizeof(*r->partition_counts));
     r->position_base = tl_xcalloc(cfg->topic_count, sizeof(*r->position_base));
     pthread_mutex_init(&r->positions_lock, NULL);
+    pthread_mutex_init(&r->fence_lock, NULL);
 
     r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->wake_fd < 0 || pipe2(r->rk_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -899,11 +900,15 @@ static void drive_breaker(struct tl_region *r, int64_t now)
     bool before_backfilling = b->backfilling;
     bool changed = false;
 
+    char who[sizeof(r->fence_who)];
+    pthread_mutex_lock(&r->fence_lock);
     int request = atomic_exchange(&r->fence_request, 0);
+    memcpy(who, r->fence_who, sizeof(who));
+    pthread_mutex_unlock(&r->fence_lock);
     if (request == 1)
-        changed |= tl_breaker_fence(b, now, r->fence_who);
+        changed |= tl_breaker_fence(b, now, who);
     else if (request == 2)
-        changed |= tl_breaker_unfence(b, now, r->fence_who);
+        changed |= tl_breaker_unfence(b, now, who);
 
     if (r->all_brokers_down) {
         r->all_brokers_down = false;
@@ -945,8 +950,10 @@ static void maybe_heartbeat(struct tl_region *r, int64_t now)
 
 void tl_region_request_fence(struct tl_region *r, bool fence, const char *who)
 {
+    pthread_mutex_lock(&r->fence_lock);
     snprintf(r->fence_who, sizeof(r->fence_who), "%s", who);
     atomic_store(&r->fence_request, fence ? 1 : 2);
+    pthread_mutex_unlock(&r->fence_lock);
     uint64_t one = 1;
     ssize_t ignored = write(r->wake_fd, &one, sizeof(one));
     (void)ignored;
@@ -1075,5 +1082,6 @@ void tl_region_close(struct tl_region *r)
     free(r->position_base);
     free(r->positions);
     pthread_mutex_destroy(&r->positions_lock);
+    pthread_mutex_destroy(&r->fence_lock);
     free(r);
 }

@@ -80,7 +80,8 @@ struct tl_region {
     int64_t heartbeat_sent_ms;        /* 0 when no heartbeat is in flight */
     struct tl_region **peers;         /* every region, for the heartbeat's contents */
     struct tl_timeline *timeline;
-    atomic_int fence_request;         /* 0 none, 1 fence, 2 unfence; set by other threads */
+    pthread_mutex_t fence_lock;       /* fence_request and fence_who, set by admin threads */
+    atomic_int fence_request;         /* 0 none, 1 fence, 2 unfence */
     char fence_who[128];
     atomic_int published_state;       /* enum tl_breaker_state, for other threads */
     atomic_bool published_backfilling;
