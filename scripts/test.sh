@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Build twinlane and run its tests: unit and integration tests in a -Werror build, the same
-# again under AddressSanitizer and UndefinedBehaviorSanitizer, then the tests against real
-# Apache Kafka brokers (ctest label "kafka").
+# again under AddressSanitizer and UndefinedBehaviorSanitizer, the libFuzzer targets for a
+# fixed time each, then the tests against real Apache Kafka brokers (ctest label "kafka").
 #
 # Usage: scripts/test.sh [--help] [--quick]
-#   --quick   skip the sanitizer build and the real-Kafka tests
-# Installs missing dependencies first (scripts/setup.sh). Build trees: build/, build-asan/.
+#   --quick   skip the sanitizer build, the fuzz targets and the real-Kafka tests
+# Installs missing dependencies first (scripts/setup.sh). Build trees: build/, build-asan/,
+# build-fuzz/.
 # Exit status: 0 when every test passed, non-zero otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ quick=0
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option '$arg'; try --help" >&2; exit 2 ;;
   esac
 done
