@@ -16,7 +16,8 @@
 #                       uses its base port and the next one
 #
 # Topics (partitions in east / west):
-#   nasa 6/6, zeek 6/6, partition-mismatch 3/6 (for the start-up check of the agent)
+#   nasa 6/6, zeek 6/6, partition-mismatch 3/6 (for the start-up check of the agent),
+#   failover 3/3 (test_kafka_failover)
 #
 # A missing java or kcat fails 'start' with exit code 1 and not with a skip, so that a CI
 # machine without them cannot report the tests against Kafka as passed.
@@ -46,6 +47,7 @@ start_cluster() {
   "$TOOL" create-topic "$name" nasa --partitions 6
   "$TOOL" create-topic "$name" zeek --partitions 6
   "$TOOL" create-topic "$name" partition-mismatch --partitions "$mismatch_partitions"
+  "$TOOL" create-topic "$name" failover --partitions 3
 }
 
 start() {
