@@ -40,7 +40,7 @@ int chaos_agent_configure(struct chaos_agent *a, const char *bin, const char *di
     fprintf(f, "breaker = { %s};\n", s->breaker_settings ? s->breaker_settings : "");
     fprintf(f, "heartbeat = { %s};\n", s->heartbeat_settings ? s->heartbeat_settings : "");
 
-    /* A returning region is reconnected within a second unless the scenario says otherwise. */
+    /* A returning region is reconnected within a second unless the scenario sets another backoff. */
     bool has_backoff = false;
     for (size_t i = 0; i < s->region_property_count; i++)
         has_backoff |= strncmp(s->region_properties[i], "reconnect.backoff.max.ms=", 25) == 0;

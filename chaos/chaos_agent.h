@@ -2,7 +2,7 @@
  * The twinlane-agent under test: its configuration, process, kills and restarts.
  *
  * The agent runs as a child of the harness with its log appended to DIR/agent.log across
- * restarts, so the log holds every breaker transition of the run. The main thread owns the
+ * restarts, so the log contains every breaker transition of the run. The main thread owns the
  * struct; the load generator only reads the socket path.
  */
 #ifndef TL_CHAOS_AGENT_H

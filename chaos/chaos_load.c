@@ -393,7 +393,7 @@ void chaos_load_finish(struct chaos_load *l)
     int64_t deadline = chaos_now_ms() + l->scenario->drain_timeout_ms;
     chaos_sleep_until(l->start_ms + l->scenario->duration_ms);
     atomic_store(&l->stop_generating, true);
-    /* all_final reads the thread's state without a lock; a stale answer only delays the exit. */
+    /* NOTE: all_final reads the load thread's state without a lock. A stale read only delays the exit. */
     while (!all_final(l) && chaos_now_ms() < deadline)
         chaos_sleep_ms(50);
     atomic_store(&l->stop, true);

@@ -1,5 +1,5 @@
 /*
- * Readable summary and report.json of one run. The JSON holds the same figures under the
+ * Readable summary and report.json of one run. The JSON contains the same figures under the
  * names docs/chaos.md explains, so scripts can compare runs.
  */
 #include "chaos_report.h"

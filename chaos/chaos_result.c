@@ -1,7 +1,7 @@
 /*
  * Acknowledgement figures per fault and the verdict of a run.
  *
- * RTO of a fault: from the moment the injection command returned to the first OK answer for
+ * RTO of a fault: from the moment the injection command returned to the first OK result for
  * an event whose (last) attempt was sent at or after that moment. For agent-kill the clock
  * starts at the restart instead, because no agent can answer while it is down by design.
  * Stall: the longest stretch without any OK answer between the fault's start and the end of
@@ -51,7 +51,7 @@ static int compare_int64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Longest gap without an element of acks (sorted) in [from, to], edges included. */
+/* Returns the maximum gap between elements of acks (sorted) within [from, to], edges included. */
 static int64_t longest_gap(const int64_t *acks, size_t n, int64_t from, int64_t to)
 {
     int64_t last = from, gap = 0;

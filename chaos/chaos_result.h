@@ -30,7 +30,7 @@ enum chaos_verdict {
 /* Acknowledgement figures of one fault. */
 struct chaos_fault_figures {
     int64_t rto_ms;          /* to the first OK of an event sent after the fault; -1: none */
-    int64_t max_stall_ms;    /* longest time without any OK in the fault's window */
+    int64_t max_stall_ms;    /* maximum time without any OK in the fault's window */
     int64_t window_end_ms;   /* end of that window: the next fault, or the end of the load */
 };
 
@@ -55,7 +55,7 @@ struct chaos_result {
     size_t spooled;              /* of those, OK while no region held them */
     size_t unresolved;           /* events with no OK at the end (drain timeout or final error) */
     size_t results_retryable, results_lost, results_failed, results_other;
-    int64_t max_stall_ms;        /* longest time without an OK during the whole load */
+    int64_t max_stall_ms;        /* maximum time without an OK during the whole load */
     int64_t ack_latency_p50_ms, ack_latency_p99_ms, ack_latency_max_ms;
 
     /* Regions */

@@ -17,7 +17,7 @@ struct chaos_options {
     bool keep;                /* keep the agent's data directory (WAL) after the run */
 };
 
-/* What the closing table of a multi-scenario run shows. */
+/* Row of the closing table of a multi-scenario run. */
 struct chaos_outcome {
     char name[128];
     enum chaos_verdict verdict;

@@ -3,7 +3,7 @@
  *
  * Every group accepts only the names listed in its table below, so a misspelt setting stops
  * the run instead of silently taking a default. Times in the file are seconds (integer or
- * float) unless the name ends in _ms; the parsed scenario holds milliseconds. Repeated faults
+ * float) unless the name ends in _ms; the parsed scenario stores milliseconds. Repeated faults
  * ("repeat", "every") are expanded here, so the runner sees one entry per fault window.
  */
 #include "chaos_scenario.h"

@@ -27,8 +27,8 @@ enum chaos_input_format {
 };
 
 enum chaos_action {
-    CHAOS_REGION_DOWN = 0,  /* every broker of a region stops answering (killed or listeners down) */
-    CHAOS_REGION_HANG,      /* the region keeps connections open but answers nothing */
+    CHAOS_REGION_DOWN = 0,  /* every broker of a region stops responding (killed or listeners down) */
+    CHAOS_REGION_HANG,      /* the region keeps connections open but sends no responses */
     CHAOS_BROKER_KILL,      /* one broker of a region dies and comes back */
     CHAOS_PARTITION,        /* the network between this host and a region drops every packet */
     CHAOS_LATENCY,          /* every response of a region is delayed by latency_ms */
@@ -58,7 +58,7 @@ struct chaos_expect {
     int64_t max_rto_ms;
     int64_t max_stall_ms;
     int64_t converge_within_ms;
-    int64_t min_acknowledged;    /* at least this many events answered OK */
+    int64_t min_acknowledged;    /* minimum number of events acknowledged OK */
     bool agent_stays_up;         /* the agent never exits unless the harness stops or kills it */
 };
 

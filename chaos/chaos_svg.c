@@ -112,6 +112,9 @@ static const char *state_color(const char *state)
 static void draw_faults(FILE *f, const struct chaos_result *r, const struct scale *s)
 {
     int64_t load_end = r->started_ms + r->scenario->duration_ms;
+    /* Labels of faults that start close together go one line lower each, up to three lines. */
+    double last_label_x = -1000;
+    int label_line = 0;
     for (size_t k = 0; k < r->plan->count; k++) {
         const struct chaos_fault_run *run = &r->plan->runs[k];
         if (run->injected_ms == 0)
@@ -130,8 +133,10 @@ static void draw_faults(FILE *f, const struct chaos_result *r, const struct scal
             snprintf(label, sizeof(label), "%s %s%s", chaos_action_name(run->fault->action),
                      run->fault->region >= 0 ? CHAOS_REGION_NAMES[run->fault->region] : "agent",
                      r->plan->count > 8 ? " (each grey band)" : "");
+            label_line = x0 - last_label_x < 120 ? (label_line + 1) % 3 : 0;
+            last_label_x = x0;
             fprintf(f, "<text x=\"%.1f\" y=\"%d\" font-size=\"11\" fill=\"#424242\">", x0 + 2,
-                    THROUGHPUT_TOP - 4);
+                    THROUGHPUT_TOP - 4 + 12 * label_line);
             put_text(f, label);
             fprintf(f, "</text>\n");
         }
@@ -182,7 +187,13 @@ static void draw_lanes(FILE *f, const struct chaos_result *r, const struct scale
 static void draw_axis(FILE *f, const struct scale *s)
 {
     double seconds = (double)(s->end_ms - s->start_ms) / 1000;
-    double step = seconds <= 20 ? 1 : seconds <= 60 ? 5 : seconds <= 300 ? 15 : 60;
+    double step = 60;
+    if (seconds <= 20)
+        step = 1;
+    else if (seconds <= 60)
+        step = 5;
+    else if (seconds <= 300)
+        step = 15;
     fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#616161\"/>\n", LEFT,
             AXIS_TOP, LEFT + PLOT_WIDTH, AXIS_TOP);
     for (double t = 0; t <= seconds + 1e-9; t += step) {

@@ -164,7 +164,7 @@ static bool contains_u64(const uint64_t *sorted, size_t n, uint64_t value)
     return bsearch(&value, sorted, n, sizeof(*sorted), compare_u64) != NULL;
 }
 
-/* Returns whether reader r holds every acknowledged event and reached the high watermarks. */
+/* Returns whether reader r has every acknowledged event and reached the high watermarks. */
 static bool region_settled(struct chaos_region_reader *r, rd_kafka_t *query,
                            const struct chaos_load *l)
 {
@@ -363,7 +363,7 @@ void chaos_verify_region(struct chaos_verifier *v, int r, const struct chaos_loa
         }
     }
 
-    /* Every event answered OK must be there under the sequence number of its answer. */
+    /* Every event with an OK result must be there under the sequence number of that result. */
     for (size_t i = 0; i < l->total; i++) {
         const struct chaos_event *e = &l->events[i];
         if (e->status != TL_CLIENT_OK)
@@ -392,8 +392,8 @@ int64_t chaos_verify_convergence(struct chaos_verifier *v, const struct chaos_lo
                                  int64_t heal_ms)
 {
     /*
-     * Event e answered OK at a_e and held by both regions from r_e on leaves the regions
-     * unconverged during [a_e, r_e). The answer is the first time at or after heal_ms that no
+     * Event e acknowledged at a_e and present in both regions from r_e on leaves the regions
+     * unconverged during [a_e, r_e). The result is the first time at or after heal_ms that no
      * such interval covers.
      */
     struct interval *lag = tl_xmalloc((l->total ? l->total : 1) * sizeof(*lag));

@@ -5,8 +5,8 @@
  * One consumer thread per region assigns every partition of the topic from the beginning and
  * keeps reading for the whole run, noting when each record arrived. After the faults have
  * healed and the load has finished, chaos_verify_settle waits until each region was read to
- * its high watermark and holds every acknowledged event (or the convergence limit passed),
- * and chaos_verify_compute derives the figures below. Main thread only, apart from the
+ * its high watermark and has every acknowledged event (or the convergence limit passed).
+ * chaos_verify_region and chaos_verify_convergence then derive the figures below. Main thread only, apart from the
  * consumer threads' own state.
  */
 #ifndef TL_CHAOS_VERIFY_H
@@ -49,10 +49,10 @@ struct chaos_region_reader {
 /* Figures of one region. */
 struct chaos_region_result {
     size_t records;
-    size_t missing;          /* events answered OK whose acknowledged twinlane-id is absent */
+    size_t missing;          /* events acknowledged OK whose acknowledged twinlane-id is absent */
     size_t unexpected;       /* records that no attempt of the load could have produced */
     size_t duplicates;       /* records beyond the first with the same twinlane-id */
-    size_t unacknowledged;   /* twinlane-ids stored for attempts that got no OK answer */
+    size_t unacknowledged;   /* twinlane-ids stored for attempts that got no OK result */
     size_t misplaced;        /* records in another partition than murmur2 of their key */
     size_t order_violations; /* per partition, keeping the last copy of each twinlane-id */
     size_t first_copy_inversions; /* the same, keeping the first copy (information only) */
@@ -72,7 +72,7 @@ int chaos_verify_start(struct chaos_verifier *v, const struct chaos_scenario *s,
                        const char *const bootstrap[2], const struct chaos_load *l);
 
 /*
- * Waits until both regions hold every event that the load saw answered OK and each reader
+ * Waits until both regions hold every event that the load saw acknowledged OK and each reader
  * reached its partitions' high watermarks, for at most timeout_ms. Returns whether both
  * conditions held in time.
  */
