@@ -54,6 +54,13 @@ static void enter(struct tl_breaker *b, enum tl_breaker_state state, int64_t now
 
 static bool trip(struct tl_breaker *b, int64_t now_ms, const char *fmt, const char *detail)
 {
+    /*
+     * A region that stayed closed for open_max_ms starts over at open_ms; one that fails again
+     * sooner keeps the grown interval, so a flapping region is probed less and less often.
+     */
+    if (b->state == TL_BREAKER_CLOSED && now_ms - b->since_ms >= b->s.open_max_ms)
+        b->reopens = 0;
+
     int64_t interval = b->s.open_ms;
     for (int i = 0; i < b->reopens && interval < b->s.open_max_ms; i++)
         interval *= 2;
@@ -183,7 +190,6 @@ bool tl_breaker_backfill_done(struct tl_breaker *b, int64_t now_ms)
     if (b->state != TL_BREAKER_HALF_OPEN || !b->backfilling)
         return false;
     enter(b, TL_BREAKER_CLOSED, now_ms);
-    b->reopens = 0;
     reset_window(b);
     snprintf(b->reason, sizeof(b->reason), "backfill done; region caught up");
     return true;

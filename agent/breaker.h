@@ -17,8 +17,9 @@
  * down. A failed probe in HALF_OPEN reopens. Errors that belong to one event (record too large,
  * invalid record) must not be reported here.
  *
- * OPEN lasts open_ms, doubled on each reopen without an intervening close, capped at
- * open_max_ms, with ±20 % jitter so that agents do not probe in lockstep.
+ * OPEN lasts open_ms, doubled on each reopen, capped at open_max_ms, with ±20 % jitter so that
+ * agents do not probe in lockstep. The interval starts over at open_ms only once the breaker
+ * has stayed closed for open_max_ms, so a region that flaps is probed less and less often.
  *
  * What a region may send: CLOSED everything; HALF_OPEN probes (heartbeats) only until the probes
  * pass, then the backlog from its cursor (backfill); OPEN and FENCED nothing. Only CLOSED counts
@@ -58,7 +59,7 @@ struct tl_breaker {
     bool backfilling;          /* HALF_OPEN only: probes passed, backlog being sent */
     int64_t since_ms;          /* time of the last transition */
     int64_t open_until_ms;     /* OPEN only */
-    int reopens;               /* opens since the last close; grows the OPEN interval */
+    int reopens;               /* opens since the breaker was last stable; grows OPEN */
     int consecutive;           /* failed deliveries in a row */
     int probe_successes;
     struct {

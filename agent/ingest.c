@@ -245,21 +245,27 @@ static void answer_event(void *ctx, struct tl_event *ev)
     r->regions = names;
     r->n_regions = held;
 
-    unsigned healthy = tl_pipeline_healthy(ing->pipeline);
-    unsigned stored = (state >> 8) & healthy;
+    /*
+     * The pipeline already decided the event may be answered; what is left is whether a
+     * region rejected the event itself. The healthy set may have changed since that decision,
+     * so it is not consulted again here.
+     */
+    unsigned all_regions = (1u << TL_REGION_COUNT) - 1;
+    unsigned stored = (state >> 8) & all_regions;
+    unsigned rejected = state & all_regions & ~stored;
     bool ok;
     switch (ing->cfg->ack_policy) {
     case TL_ACK_ALL:
-        ok = stored == healthy;
+        ok = rejected == 0;
         break;
     case TL_ACK_ONE:
-        ok = stored != 0 || healthy == 0;
+        ok = stored != 0 || rejected == 0;
         break;
     default:
-        ok = ev->durable;
+        ok = true;
         break;
     }
-    /* With no healthy region the WAL alone holds the event: say so. */
+    /* With no region holding it yet, the WAL alone holds the event: say so. */
     if (ok && held == 0 && ing->cfg->ack_policy != TL_ACK_LOCAL) {
         r->has_spooled = true;
         r->spooled = true;

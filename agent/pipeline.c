@@ -318,6 +318,10 @@ void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
         if (!ev)
             continue;
         ev->durable = true;
+        /* With no healthy region no report will come: the event is answered spooled now. */
+        if (!ev->regions_ready &&
+            regions_satisfied(p->policy, atomic_load(&p->healthy), atomic_load(&ev->state)))
+            ev->regions_ready = true;
         if (ev->regions_ready)
             finish(p, ev, answer, ctx);
     }

@@ -195,7 +195,37 @@ static void backfill_done_closes(void **state)
     assert_true(tl_breaker_backfill_done(&b, 50000));
     assert_int_equal(b.state, TL_BREAKER_CLOSED);
     assert_true(tl_breaker_counts_for_ack(&b));
-    assert_int_equal(b.reopens, 0);
+}
+
+static void quick_reopen_keeps_interval(void **state)
+{
+    (void)state;
+    struct tl_breaker b;
+    new_breaker(&b);
+    trip_at(&b, 0);
+    pass_probes(&b);
+    int64_t closed_at = b.open_until_ms + 100;
+    tl_breaker_backfill_done(&b, closed_at);
+    /* Failing again soon after closing: the second interval, 2 x open_ms ± 20 %. */
+    trip_at(&b, closed_at + 500);
+    assert_true(b.open_until_ms - (closed_at + 500) >= 1600);
+    assert_true(b.open_until_ms - (closed_at + 500) <= 2400);
+}
+
+static void stable_close_resets_interval(void **state)
+{
+    (void)state;
+    struct tl_breaker b;
+    new_breaker(&b);
+    trip_at(&b, 0);
+    pass_probes(&b);
+    int64_t closed_at = b.open_until_ms + 100;
+    tl_breaker_backfill_done(&b, closed_at);
+    /* Closed for open_max_ms: back to open_ms ± 20 %. */
+    int64_t later = closed_at + SETTINGS.open_max_ms;
+    trip_at(&b, later);
+    assert_true(b.open_until_ms - later >= 800);
+    assert_true(b.open_until_ms - later <= 1200);
 }
 
 static void backfill_done_needs_backfill(void **state)
@@ -356,6 +386,8 @@ int main(void)
         cmocka_unit_test(open_becomes_half_open),
         cmocka_unit_test(probes_start_backfill),
         cmocka_unit_test(backfill_done_closes),
+        cmocka_unit_test(quick_reopen_keeps_interval),
+        cmocka_unit_test(stable_close_resets_interval),
         cmocka_unit_test(backfill_done_needs_backfill),
         cmocka_unit_test(failed_probe_reopens_longer),
         cmocka_unit_test(open_interval_capped),
