@@ -146,7 +146,7 @@ static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp
         }
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;
-        if (tl_breaker_record_success(&r->breaker, tl_now_ms()))
+        if (tl_breaker_record_success(&r->breaker, r->clock_ms))
             on_transition(r, before, before_backfilling);
     }
     tl_pipeline_report(r->pipeline, r->index, ev, err, offset);
@@ -219,7 +219,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     (void)rk;
     struct tl_region *r = opaque;
 
-    r->last_progress_ms = tl_now_ms();
+    r->last_progress_ms = r->clock_ms;
     if (msg->_private == &heartbeat_marker) {
         on_heartbeat_delivery(r, msg);
         return;
@@ -664,8 +664,10 @@ static void rebuild_producer(struct tl_region *r)
 
     rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     int64_t deadline = tl_now_ms() + 10000;
-    while (r->inflight > 0 && tl_now_ms() < deadline)
+    while (r->inflight > 0 && tl_now_ms() < deadline) {
+        r->clock_ms = tl_now_ms();
         rd_kafka_poll(r->rk, 100);
+    }
     if (r->inflight > 0)
         tl_log_error("region", "events still with the old producer after purge region=%s "
                      "count=%zu", r->name, r->inflight);
@@ -997,6 +999,7 @@ static void *region_thread(void *arg)
             drain_fd(r->wake_fd);
         if (fds[1].revents)
             drain_fd(r->rk_pipe[0]);
+        r->clock_ms = tl_now_ms();
         rd_kafka_poll(r->rk, 0);
         if (r->fatal)
             rebuild_producer(r);
@@ -1004,13 +1007,16 @@ static void *region_thread(void *arg)
         drive_breaker(r, now);
         maybe_heartbeat(r, now);
         pump(r);
+        r->clock_ms = tl_now_ms();
         rd_kafka_poll(r->rk, 0);
     }
 
     /* Deliver what librdkafka holds within the time left; the rest stays in the WAL. */
     int64_t deadline = tl_now_ms() + r->stop_timeout_ms;
-    while (r->inflight > 0 && tl_now_ms() < deadline)
+    while (r->inflight > 0 && tl_now_ms() < deadline) {
+        r->clock_ms = tl_now_ms();
         rd_kafka_poll(r->rk, 50);
+    }
     tl_log_info("region", "region thread stopped region=%s cursor=%" PRIu64
                 " undelivered=%zu", r->name, r->cursor, r->inflight);
     return NULL;
@@ -1036,6 +1042,7 @@ int tl_region_start(struct tl_region *r, char *err, size_t errsize)
 
     r->cursor = r->send_seq = tl_wal_cursor(r->wal, r->index);
     atomic_store(&r->published_cursor, r->cursor);
+    r->clock_ms = tl_now_ms();
     int rc = pthread_create(&r->thread, NULL, region_thread, r);
     if (rc != 0)
         return tl_error(err, errsize, TL_EIO, "region %s: cannot start thread: %s", r->name,

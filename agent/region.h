@@ -71,6 +71,7 @@ struct tl_region {
     /* Circuit breaker and probes (region thread only, except the published copies). */
     struct tl_breaker breaker;
     int64_t last_progress_ms;         /* last delivery report, or when sending resumed */
+    int64_t clock_ms;                 /* time of this loop round, read once, not per report */
     double backfill_tokens;
     int64_t backfill_refill_ms;
     rd_kafka_topic_t *heartbeat_topic;
