@@ -524,28 +524,38 @@ static void write_metrics(struct tl_admin *a, struct tl_metrics_out *o)
                           a->src.regions[r]->name,
                           atomic_load(&a->src.regions[r]->published_backfilling) ? 1 : 0);
 
+    /* The exposition format wants each family's samples right after its HELP and TYPE. */
+    uint64_t cursors[TL_REGION_COUNT];
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        cursors[r] = region_cursor(a->src.regions[r]);
+
     tl_metrics_family(o, "twinlane_region_cursor", "gauge",
                       "Sequence number below which the region stored every event.");
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_metrics_printf(o, "twinlane_region_cursor{region=\"%s\"} %" PRIu64 "\n",
+                          a->src.regions[r]->name, cursors[r]);
+
     tl_metrics_family(o, "twinlane_region_backlog_events", "gauge",
                       "Events in the WAL that the region has not stored yet.");
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_metrics_printf(o, "twinlane_region_backlog_events{region=\"%s\"} %" PRIu64 "\n",
+                          a->src.regions[r]->name, saturating_sub(s.next_seq, cursors[r]));
+
     tl_metrics_family(o, "twinlane_acknowledged_not_in_region_events", "gauge",
                       "Events acknowledged to producers that the region has not stored yet "
                       "(live RPO exposure if this agent's disk were lost).");
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_metrics_printf(o, "twinlane_acknowledged_not_in_region_events{region=\"%s\"} %" PRIu64
+                          "\n", a->src.regions[r]->name,
+                          acknowledged_not_in_region(&s, cursors[r]));
+
     tl_metrics_family(o, "twinlane_region_last_heartbeat_timestamp_seconds", "gauge",
                       "Unix time the last heartbeat to the region was sent; 0 before the first.");
-    for (int r = 0; r < TL_REGION_COUNT; r++) {
-        struct tl_region *reg = a->src.regions[r];
-        uint64_t cursor = region_cursor(reg);
-        tl_metrics_printf(o, "twinlane_region_cursor{region=\"%s\"} %" PRIu64 "\n", reg->name,
-                          cursor);
-        tl_metrics_printf(o, "twinlane_region_backlog_events{region=\"%s\"} %" PRIu64 "\n",
-                          reg->name, saturating_sub(s.next_seq, cursor));
-        tl_metrics_printf(o, "twinlane_acknowledged_not_in_region_events{region=\"%s\"} %" PRIu64
-                          "\n", reg->name, acknowledged_not_in_region(&s, cursor));
+    for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_metrics_printf(o, "twinlane_region_last_heartbeat_timestamp_seconds{region=\"%s\"} "
-                          "%.3f\n", reg->name,
-                          (double)atomic_load(&reg->heartbeat_sent_wallclock_ms) / 1e3);
-    }
+                          "%.3f\n", a->src.regions[r]->name,
+                          (double)atomic_load(&a->src.regions[r]->heartbeat_sent_wallclock_ms) /
+                              1e3);
 
     tl_metrics_family(o, "twinlane_ack_latency_seconds", "histogram",
                       "Time from reading a request to acknowledging one of its events OK.");
@@ -751,6 +761,22 @@ static bool query_flag(struct MHD_Connection *conn, const char *name)
     return v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || v[0] == '\0');
 }
 
+/*
+ * Returns the name of a flag whose value is neither on (1, true, empty) nor off (0, false),
+ * or NULL. A mistyped dry_run must not make a real change.
+ */
+static const char *invalid_flag(struct MHD_Connection *conn)
+{
+    static const char *const flags[] = {"dry_run", "force"};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+        const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, flags[i]);
+        if (v && v[0] != '\0' && strcmp(v, "1") != 0 && strcmp(v, "true") != 0 &&
+            strcmp(v, "0") != 0 && strcmp(v, "false") != 0)
+            return flags[i];
+    }
+    return NULL;
+}
+
 static enum MHD_Result handle_region_verb(struct tl_admin *a, struct MHD_Connection *conn,
                                           const char *rest, bool dry_run, const char *who)
 {
@@ -796,7 +822,7 @@ static enum MHD_Result handle_failover(struct tl_admin *a, struct MHD_Connection
         !query_flag(conn, "force"))
         return send_error(conn, MHD_HTTP_CONFLICT, "region %s is not healthy (breaker %s), so "
                           "failing over to it would leave no region taking events; wait until "
-                          "its breaker closes, or add force=1", a->cfg->regions[target].name,
+                          "its breaker closes, or pass --force (force=1 in the API)", a->cfg->regions[target].name,
                           tl_breaker_state_name(target_state));
 
     struct fence_change changes[2] = {{.region = other, .fence = true},
@@ -946,11 +972,17 @@ static enum MHD_Result route(struct tl_admin *a, struct listener *l, struct MHD_
                 strcmp(url, "/v1/failback") == 0 || strcmp(url, "/v1/ingest/pause") == 0 ||
                 strcmp(url, "/v1/ingest/resume") == 0 || strcmp(url, "/v1/drain") == 0;
     if (!verb)
-        return send_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint: %s; see GET /v1/status, "
-                          "/metrics, /healthz, /readyz", url);
+        return send_error(conn, MHD_HTTP_NOT_FOUND, "no such endpoint: %s; the endpoints are GET "
+                          "/healthz, /readyz, /v1/status, /metrics and POST /v1/regions/NAME/fence, "
+                          "/v1/regions/NAME/unfence, /v1/failover?to=REGION, /v1/failback, "
+                          "/v1/ingest/pause, /v1/ingest/resume, /v1/drain", url);
     if (!post)
         return method_not_allowed(conn, "POST");
 
+    const char *bad = invalid_flag(conn);
+    if (bad)
+        return send_error(conn, MHD_HTTP_BAD_REQUEST, "invalid value for %s; use 1, true, 0 or "
+                          "false", bad);
     bool dry_run = query_flag(conn, "dry_run");
     if (strncmp(url, "/v1/regions/", 12) == 0)
         return handle_region_verb(a, conn, url + 12, dry_run, who);

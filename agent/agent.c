@@ -322,6 +322,9 @@ static void agent_close(struct tl_agent *a)
     /* First, because its threads read every module below. */
     tl_admin_close(a->admin);
     tl_ingest_close(a->ingest);
+    /* Every region thread reads its peers (heartbeats), so all stop before any is freed. */
+    for (int r = 0; r < TL_REGION_COUNT; r++)
+        tl_region_stop(a->regions[r], 0);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_region_close(a->regions[r]);
     tl_wal_close(a->wal);

@@ -319,12 +319,19 @@ static void metrics_exposition_is_valid(void **state)
         size_t name_len = check_sample(line);
         if (name_len == 0)
             fail_msg("line %d is not a valid sample: %s", line_number, line);
-        /* Every sample belongs to a family whose TYPE came before it. */
-        bool declared = false;
-        for (size_t i = 0; i < typed_count && !declared; i++)
-            declared = strncmp(line, typed[i], strlen(typed[i])) == 0;
-        if (!declared)
-            fail_msg("line %d has no TYPE line before it: %s", line_number, line);
+        /*
+         * Every sample belongs to the family whose TYPE line came last: the exposition
+         * format keeps each family's lines together.
+         */
+        assert_true(typed_count > 0);
+        const char *family = typed[typed_count - 1];
+        size_t family_len = strlen(family);
+        bool in_family = strncmp(line, family, family_len) == 0 &&
+                         (line[family_len] == '{' || line[family_len] == ' ' ||
+                          line[family_len] == '_');
+        if (!in_family)
+            fail_msg("line %d is not in the family %s declared just before it: %s",
+                     line_number, family, line);
         if (strncmp(line, "twinlane_ack_latency_seconds_count ", 35) == 0)
             ack_count = strtod(line + 35, NULL);
     }
@@ -350,6 +357,9 @@ static void control_verbs_change_state(void **state)
     assert_true(json_is_true(json_object_get(dry, "dry_run")));
     assert_int_equal(json_array_size(json_object_get(dry, "divergence")), 2);
     json_decref(dry);
+    /* A mistyped flag is refused, never taken as "not a dry run". */
+    json_t *typo = http_json(sock, "POST", "/v1/regions/west/fence?dry_run=maybe", 400);
+    json_decref(typo);
     json_t *s = http_json(sock, "GET", "/v1/status", 200);
     assert_string_equal(region_breaker(s, "west"), "closed");
     json_decref(s);

@@ -593,6 +593,33 @@ static void header_limits_enforced(void **state)
     free(long_name);
 }
 
+/*
+ * A start-up failure after the region threads started (here: a missing admin token file)
+ * exits 1 with the cause, instead of crashing while the regions are torn down.
+ */
+static void late_startup_failure_exits_one(void **state)
+{
+    (void)state;
+    char dir[200], path[300], log[300], config[1024];
+
+    it_make_dir("late-failure", dir, sizeof(dir));
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-late\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
+             "admin = { tcp = \"127.0.0.1:1\"; token_file = \"%s/no-such-tokens\"; };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"embedded\"; embedded_brokers = 1; },\n"
+             "            { name = \"west\"; bootstrap = \"embedded\"; embedded_brokers = 1; } );\n"
+             "topics = ( { name = \"events\"; } );\n", dir, dir);
+    snprintf(path, sizeof(path), "%s/agent.conf", dir);
+    snprintf(log, sizeof(log), "%s/agent.log", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+
+    char *argv[] = {TL_AGENT_BIN, "-c", path, NULL};
+    assert_int_equal(it_run(argv, NULL, log, 60), 1);
+    assert_true(count_in_log(log, "no-such-tokens") >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +632,7 @@ int main(void)
         cmocka_unit_test(partition_mismatch_stops_start),
         cmocka_unit_test(missing_topic_stops_start),
         cmocka_unit_test(invalid_config_exits_two),
+        cmocka_unit_test(late_startup_failure_exits_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
