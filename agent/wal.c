@@ -67,6 +67,7 @@ struct tl_wal {
     uint64_t unwritten_bytes;
     uint64_t disk_bytes;           /* sum of segments[].bytes */
     uint64_t append_segment_bytes; /* size the newest segment will have once batches land */
+    bool force_roll;               /* start a new segment at the next append (after salvage) */
     struct tl_wal_stats stats;
 
     /* Event loop thread only. */
@@ -523,6 +524,53 @@ static uint32_t cursor_crc(const char *name, uint64_t seq)
  */
 static bool persist_cursors(struct tl_wal *w);
 
+/*
+ * Copies the bytes of a segment from offset on into damaged/ and truncates the segment there,
+ * keeping the verified records before the damage.
+ */
+static int split_aside(struct tl_wal *w, const char *path, uint64_t first_seq, uint64_t offset,
+                       char *err, size_t errsize)
+{
+    char damaged_dir[4096], target[4200];
+    snprintf(damaged_dir, sizeof(damaged_dir), "%s/damaged", w->dir);
+    if (mkdir(damaged_dir, 0750) != 0 && errno != EEXIST)
+        return tl_error(err, errsize, TL_EIO, "cannot create %s: %s", damaged_dir,
+                        strerror(errno));
+    snprintf(target, sizeof(target), "%s/%020" PRIu64 ".wal.%lld.from-%" PRIu64, damaged_dir,
+             first_seq, (long long)time(NULL), offset);
+
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    int out = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int rc = 0;
+    if (in < 0 || out < 0) {
+        rc = tl_error(err, errsize, TL_EIO, "cannot copy the damaged part of %s to %s: %s",
+                      path, target, strerror(errno));
+        goto out;
+    }
+    char buf[65536];
+    ssize_t n;
+    off_t at = (off_t)offset;
+    while ((n = pread(in, buf, sizeof(buf), at)) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            rc = tl_error(err, errsize, TL_EIO, "cannot write %s: %s", target, strerror(errno));
+            goto out;
+        }
+        at += n;
+    }
+    if (fsync(out) != 0 || truncate(path, (off_t)offset) != 0)
+        rc = tl_error(err, errsize, TL_EIO, "cannot truncate %s after copying its damaged part: "
+                      "%s", path, strerror(errno));
+    else
+        tl_log_warn("wal", "damaged part of a segment copied aside file=%s offset=%" PRIu64
+                    " moved_to=%s", path, offset, target);
+out:
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
 static int load_cursors(struct tl_wal *w, bool found[TL_REGION_COUNT], char *err, size_t errsize)
 {
     char path[4096];
@@ -591,7 +639,7 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
                 rc = tl_error(err, errsize, TL_EPROTO, "WAL segment %s is damaged at byte offset "
                               "%" PRIu64 " (after %" PRIu64 " good records, sequence number %"
                               PRIu64 "): %s; restore the file, or start the agent with "
-                              "--salvage-wal to move the segment aside and lose its events",
+                              "--salvage-wal to move the damaged part aside and lose the events in it",
                               path, s.good_bytes, s.records, s.end_seq, s.why);
                 free(path);
                 break;
@@ -603,6 +651,27 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
                  * upper bound, so no number those records may have carried is reused. */
                 uint64_t bound = (s.file_bytes - s.good_bytes) / MIN_RECORD_BYTES;
                 next_first += bound > 0 ? bound : 1;
+            }
+            if (s.records > 0) {
+                /* Keep the records before the damage; only the rest is lost. */
+                uint64_t lost = next_first - s.end_seq;
+                rc = split_aside(w, path, seqs[i], s.good_bytes, err, errsize);
+                tl_log_error("wal", "salvage: damaged end of a segment moved aside, the records "
+                             "before it are kept file=%s offset=%" PRIu64 " reason=\"%s\" "
+                             "kept_events=%" PRIu64 " lost_from_seq=%" PRIu64 " lost_events=%"
+                             PRIu64, path, s.good_bytes, s.why, s.records, s.end_seq, lost);
+                rec->salvaged_segments++;
+                rec->salvaged_events += lost;
+                if (rc == 0) {
+                    segments_push(w, seqs[i], s.good_bytes);
+                    rec->records += s.records;
+                    /* Appends must not continue in this segment across the gap. */
+                    if (newest)
+                        w->force_roll = true;
+                }
+                expected = next_first;
+                free(path);
+                continue;
             }
             uint64_t lost = next_first - seqs[i];
             rc = move_aside(w, path, seqs[i], err, errsize);
@@ -817,7 +886,9 @@ int tl_wal_append(struct tl_wal *w, struct tl_event *ev, char *err, size_t errsi
 
     /* Roll to a new segment at a record boundary once the newest one is big enough. */
     uint64_t segment_seq;
-    if (w->segment_count == 0 || w->append_segment_bytes >= w->cfg->wal_segment_bytes) {
+    if (w->segment_count == 0 || w->append_segment_bytes >= w->cfg->wal_segment_bytes ||
+        w->force_roll) {
+        w->force_roll = false;
         segment_seq = w->next_seq;
         segments_push(w, segment_seq, TL_WAL_SEGMENT_HEADER_BYTES);
         w->unwritten_bytes += 0;
