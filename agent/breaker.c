@@ -191,7 +191,8 @@ bool tl_breaker_backfill_done(struct tl_breaker *b, int64_t now_ms)
         return false;
     enter(b, TL_BREAKER_CLOSED, now_ms);
     reset_window(b);
-    snprintf(b->reason, sizeof(b->reason), "backfill done; region caught up");
+    snprintf(b->reason, sizeof(b->reason), "backfill done: the backlog is small enough to "
+             "follow with live traffic");
     return true;
 }
 
