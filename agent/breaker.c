@@ -55,7 +55,7 @@ static void enter(struct tl_breaker *b, enum tl_breaker_state state, int64_t now
 static bool trip(struct tl_breaker *b, int64_t now_ms, const char *fmt, const char *detail)
 {
     /*
-     * A region that stayed closed for open_max_ms starts over at open_ms; one that fails again
+     * A region that stayed closed for open_max_ms starts over at open_ms. One that fails again
      * sooner keeps the grown interval, so a flapping region is probed less and less often.
      */
     if (b->state == TL_BREAKER_CLOSED && now_ms - b->since_ms >= b->s.open_max_ms)

@@ -76,8 +76,8 @@ void tl_breaker_init(struct tl_breaker *b, const struct tl_breaker_settings *s, 
                      uint64_t seed);
 
 /*
- * Inputs. Each returns true when the state (or the backfilling flag) changed; b->reason then
- * says why.
+ * Inputs. Each returns true when the state (or the backfilling flag) changed, and b->reason
+ * then contains the cause.
  */
 bool tl_breaker_record_success(struct tl_breaker *b, int64_t now_ms);
 bool tl_breaker_record_failure(struct tl_breaker *b, int64_t now_ms, const char *error);
