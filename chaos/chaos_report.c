@@ -38,6 +38,8 @@ void chaos_report_summary(FILE *out, const struct chaos_result *r)
             "OK at the end; results RETRYABLE %zu, CONNECTION_LOST %zu, FAILED %zu, other %zu\n",
             r->events, r->attempts, r->acknowledged, r->spooled, r->unresolved,
             r->results_retryable, r->results_lost, r->results_failed, r->results_other);
+    if (r->first_problem[0])
+        fprintf(out, "  first result other than OK or CONNECTION_LOST: %s\n", r->first_problem);
     fprintf(out, "  acknowledgement latency from first send: p50 %" PRId64 " ms, p99 %" PRId64
             " ms, max %" PRId64 " ms; longest stall %" PRId64 " ms\n", r->ack_latency_p50_ms,
             r->ack_latency_p99_ms, r->ack_latency_max_ms, r->max_stall_ms);
@@ -50,6 +52,8 @@ void chaos_report_summary(FILE *out, const struct chaos_result *r)
                 reg->order_violations, reg->first_copy_inversions);
         for (size_t k = 0; k < reg->missing_example_count; k++)
             fprintf(out, "    missing: event %" PRId64 "\n", reg->missing_examples[k]);
+        if (!reg->read_to_high_watermark)
+            fprintf(out, "    not read up to the high watermark of every partition\n");
     }
     fprintf(out, "  convergence after the last heal: ");
     print_ms(out, r->convergence_ms);
@@ -85,7 +89,7 @@ static json_t *region_json(const struct chaos_region_result *reg)
     json_t *missing = json_array();
     for (size_t k = 0; k < reg->missing_example_count; k++)
         json_array_append_new(missing, json_integer(reg->missing_examples[k]));
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:b}",
                      "records", (json_int_t)reg->records, "missing", (json_int_t)reg->missing,
                      "unexpected", (json_int_t)reg->unexpected,
                      "duplicates", (json_int_t)reg->duplicates,
@@ -93,7 +97,8 @@ static json_t *region_json(const struct chaos_region_result *reg)
                      "misplaced", (json_int_t)reg->misplaced,
                      "order_violations", (json_int_t)reg->order_violations,
                      "first_copy_inversions", (json_int_t)reg->first_copy_inversions,
-                     "missing_examples", missing);
+                     "missing_examples", missing, "read_to_high_watermark",
+                     reg->read_to_high_watermark);
 }
 
 static json_t *result_json(const struct chaos_result *r)
@@ -158,6 +163,8 @@ static json_t *result_json(const struct chaos_result *r)
     json_object_set_new(root, "regions", json_pack("{s:o, s:o}", "east",
                                                    region_json(&r->regions[0]), "west",
                                                    region_json(&r->regions[1])));
+    json_object_set_new(json_object_get(root, "load"), "first_problem",
+                        json_string(r->first_problem));
     json_object_set_new(root, "convergence_ms", json_integer(r->convergence_ms));
     json_object_set_new(root, "settled", json_boolean(r->settled));
     json_object_set_new(root, "faults", faults);

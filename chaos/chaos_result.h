@@ -57,6 +57,7 @@ struct chaos_result {
     size_t results_retryable, results_lost, results_failed, results_other;
     int64_t max_stall_ms;        /* maximum time without an OK during the whole load */
     int64_t ack_latency_p50_ms, ack_latency_p99_ms, ack_latency_max_ms;
+    char first_problem[320];     /* first result other than OK or CONNECTION_LOST, with message */
 
     /* Regions */
     bool settled;                /* both regions were read to their high watermark in time */

@@ -155,6 +155,7 @@ static void drive(struct run_state *st, const struct chaos_scenario *s, struct c
     r->results_lost = st->load.results_lost;
     r->results_failed = st->load.results_failed;
     r->results_other = st->load.results_other;
+    snprintf(r->first_problem, sizeof(r->first_problem), "%s", st->load.first_problem);
 }
 
 void chaos_run_scenario(const struct chaos_options *opts, const char *path,

@@ -2,7 +2,7 @@
  * Region readers and the checks of docs/guarantees.md.
  *
  * Order: the agent numbers events in the order it accepts them, and promises that each
- * partition of each region holds them in that order once a consumer keeps only the last copy
+ * partition of each region contains them in that order once a consumer keeps only the last copy
  * of every twinlane-id. The check walks each partition by offset, keeps the copy of each
  * sequence number with the highest offset, and counts every kept record whose sequence number
  * is below one kept before it. The same walk keeping first copies counts inversions that the
@@ -185,6 +185,7 @@ static bool region_settled(struct chaos_region_reader *r, rd_kafka_t *query,
         else if (next[p] < high)
             settled = false;
     }
+    r->reached_high_watermark = settled;
     qsort(seqs, n, sizeof(*seqs), compare_u64);
     for (size_t i = 0; i < l->total && settled; i++) {
         if (l->events[i].status == TL_CLIENT_OK && !contains_u64(seqs, n, l->events[i].seq))
@@ -318,6 +319,7 @@ void chaos_verify_region(struct chaos_verifier *v, int r, const struct chaos_loa
     size_t n = reader->count;
     memset(out, 0, sizeof(*out));
     out->records = n;
+    out->read_to_high_watermark = reader->reached_high_watermark;
 
     /* Order, partition by partition. */
     qsort(recs, n, sizeof(*recs), by_partition_offset);

@@ -43,6 +43,7 @@ struct chaos_region_reader {
     struct chaos_record *records;
     size_t count, cap;
     int64_t *next_offset;    /* per partition: offset after the last record read */
+    bool reached_high_watermark; /* at the last check of chaos_verify_settle */
     char error[256];
 };
 
@@ -56,6 +57,7 @@ struct chaos_region_result {
     size_t misplaced;        /* records in another partition than murmur2 of their key */
     size_t order_violations; /* per partition, keeping the last copy of each twinlane-id */
     size_t first_copy_inversions; /* the same, keeping the first copy (information only) */
+    bool read_to_high_watermark;  /* every partition was read up to its high watermark */
     int64_t missing_examples[5];  /* event indices, for the report */
     size_t missing_example_count;
 };
@@ -90,7 +92,7 @@ void chaos_verify_region(struct chaos_verifier *v, int r, const struct chaos_loa
 
 /*
  * Returns the first time at or after heal_ms at which both regions held every event that had
- * been answered OK by then, in ms after heal_ms, or -1 when some acknowledged event never
+ * been acknowledged OK by then, in ms after heal_ms, or -1 when some acknowledged event never
  * arrived. Call after chaos_verify_region for both regions (it needs their sorted records).
  */
 int64_t chaos_verify_convergence(struct chaos_verifier *v, const struct chaos_load *l,
