@@ -79,9 +79,11 @@ struct tl_wal {
     uint64_t fd_segment_seq;
     int64_t last_fsync_ms;
     int64_t last_persist_ms;
+    int last_errno;                /* of the last failed write, fsync or file operation */
     uint64_t persisted_cursor[TL_REGION_COUNT];
     struct tl_ratelimit io_log;
 
+    atomic_int failing_errno;      /* errno of the last failed write or fsync; 0 after success */
     _Atomic uint64_t ack_seq;
     _Atomic uint64_t written_seq;
     _Atomic uint64_t floor;
@@ -863,6 +865,14 @@ int tl_wal_append(struct tl_wal *w, struct tl_event *ev, char *err, size_t errsi
     size_t record = TL_WAL_RECORD_HEADER_BYTES + payload_size(ev);
     uint64_t suppressed;
 
+    int failing = atomic_load(&w->failing_errno);
+    if (failing) {
+        pthread_mutex_lock(&w->lock);
+        w->stats.rejected_full++;
+        pthread_mutex_unlock(&w->lock);
+        return tl_error(err, errsize, TL_EAGAIN, "the WAL cannot write to %s: %s; retry once "
+                        "the disk has room or works again", w->dir, strerror(failing));
+    }
     pthread_mutex_lock(&w->lock);
     if (w->unwritten_bytes + record > MAX_UNWRITTEN_BYTES) {
         pthread_mutex_unlock(&w->lock);
@@ -961,6 +971,7 @@ static void notify(struct tl_wal *w)
 
 static void log_io_error(struct tl_wal *w, const char *what, const char *path, int error)
 {
+    w->last_errno = error;
     uint64_t suppressed;
     pthread_mutex_lock(&w->lock);
     w->stats.write_errors++;
@@ -1270,6 +1281,8 @@ static void *wal_thread(void *arg)
             delete_acknowledged_segments(w);
             w->last_persist_ms = tl_now_ms();
         }
+        /* New events are refused while the disk fails, instead of piling up unanswered. */
+        atomic_store(&w->failing_errno, failed ? (w->last_errno ? w->last_errno : EIO) : 0);
         if (failed) {
             if (stopping)
                 break;

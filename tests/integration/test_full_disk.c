@@ -99,16 +99,14 @@ static const struct full_case ENOSPC_CASE = {
     .ack = "all",
     .max_bytes = "134217728",
     /*
-     * NOTE: 80 MiB, not 8 MiB, so that the 64 MiB of events held in memory fit once the filler
-     * is gone. On a disk smaller than that backlog the agent never recovers: it cannot write
-     * its cursors file (ENOSPC), deletes segments only below the persisted cursors, and so
-     * never frees the space that delivered segments take. enospc_delivered_segments_stall
-     * reproduces this.
+     * A disk with room for the events accepted before the first write failed, once the filler
+     * is gone. enospc_delivered_segments_stall covers a disk too small for them, which drains
+     * by deleting delivered segments.
      */
     .tmpfs_options = "size=80m",
     .filler_bytes = 78u << 20,
     .log_cause = "No space left on device",
-    .reply_cause = "bytes waiting to be written",
+    .reply_cause = "No space left on device",
 };
 
 enum event_state { EVENT_UNSENT, EVENT_INFLIGHT, EVENT_OK, EVENT_RETRYABLE };
