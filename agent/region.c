@@ -32,6 +32,12 @@ enum { SLOT_FREE = 0, SLOT_SENT = 1, SLOT_DONE = 2 };
 #define RESEND_BACKOFF_MAX_MS 5000
 /* Backlog at or below which a backfilling region counts as caught up and its breaker closes. */
 #define BACKFILL_DONE_BACKLOG 1000
+/*
+ * Stall deadline until the producer's first delivery report: a fresh producer fetches
+ * metadata and a producer id first, which can take seconds on a real cluster that just
+ * started, and that must not open the breaker.
+ */
+#define FIRST_DELIVERY_STALL_MS 10000
 /* Probe (heartbeat) interval while half-open, so that recovery is noticed quickly. */
 #define PROBE_INTERVAL_MS 250
 
@@ -220,6 +226,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     struct tl_region *r = opaque;
 
     r->last_progress_ms = r->clock_ms;
+    r->delivered_once = true;
     if (msg->_private == &heartbeat_marker) {
         on_heartbeat_delivery(r, msg);
         return;
@@ -414,7 +421,7 @@ int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partiti
         for (;;) {
             const struct rd_kafka_metadata *md = NULL;
             int64_t left = deadline - tl_now_ms();
-            kerr = rd_kafka_metadata(r->rk, 0, r->topics[t], &md, left > 1000 ? 1000 : 1);
+            kerr = rd_kafka_metadata(r->rk, 0, r->topics[t], &md, left > 1 ? (int)left : 1);
             if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 kerr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
                 partitions[t] = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
@@ -501,7 +508,9 @@ int tl_region_prepare_heartbeats(struct tl_region *r, int timeout_ms, char *err,
     r->heartbeat_topic = rd_kafka_topic_new(r->rk, r->cfg->heartbeat_topic, NULL);
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t kerr = rd_kafka_metadata(r->rk, 0, r->heartbeat_topic, &md, 2000);
+        int64_t left = deadline - tl_now_ms();
+        rd_kafka_resp_err_t kerr = rd_kafka_metadata(r->rk, 0, r->heartbeat_topic, &md,
+                                                     left > 1 ? (int)left : 1);
         int brokers = 0;
         if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
             kerr = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
@@ -923,6 +932,8 @@ static void drive_breaker(struct tl_region *r, int64_t now)
     int64_t heartbeat_age = r->heartbeat_sent_ms ? now - r->heartbeat_sent_ms : 0;
     if (heartbeat_age > oldest)
         oldest = heartbeat_age;
+    if (!r->delivered_once && oldest < FIRST_DELIVERY_STALL_MS)
+        oldest = 0;
     if (!changed && b->state == TL_BREAKER_CLOSED && oldest >= b->s.stall_timeout_ms)
         tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=stall");
     if (!changed)

@@ -72,6 +72,7 @@ struct tl_region {
     struct tl_breaker breaker;
     int64_t last_progress_ms;         /* last delivery report, or when sending resumed */
     int64_t clock_ms;                 /* time of this loop round, read once, not per report */
+    bool delivered_once;              /* a delivery report arrived since the producer started */
     double backfill_tokens;
     int64_t backfill_refill_ms;
     rd_kafka_topic_t *heartbeat_topic;

@@ -594,6 +594,72 @@ static void header_limits_enforced(void **state)
 }
 
 /*
+ * A fresh producer's first requests can be slow (metadata, producer id); a region that answers
+ * slowly from the start must not be declared stalled before its first delivery report.
+ */
+static void slow_first_delivery_keeps_breaker_closed(void **state)
+{
+    (void)state;
+    char errstr[256], config[2048], dir[200], path[300], log[300];
+    rd_kafka_t *owners[2];
+    rd_kafka_mock_cluster_t *clusters[2];
+    struct tally tally = {0};
+
+    for (int i = 0; i < 2; i++) {
+        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
+        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
+        rd_kafka_mock_topic_create(clusters[i], "events", 1, 1);
+        rd_kafka_mock_topic_create(clusters[i], "twinlane.heartbeats", 1, 1);
+    }
+    it_make_dir("slow-start", dir, sizeof(dir));
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-slow\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
+             "topics = ( { name = \"events\"; } );\n",
+             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
+             rd_kafka_mock_cluster_bootstraps(clusters[1]));
+    snprintf(path, sizeof(path), "%s/agent.conf", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+    snprintf(log, sizeof(log), "%s/agent.log", dir);
+
+    /* West answers every request 2.5 s late from the start, longer than the 1.5 s stall
+     * deadline, so the producer's first delivery comes only after it. */
+    rd_kafka_mock_broker_set_rtt(clusters[1], 1, 2500);
+    struct it_agent agent = {0};
+    snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
+    snprintf(agent.log, sizeof(agent.log), "%s", log);
+    agent.pid = fork();
+    if (agent.pid == 0) {
+        freopen(log, "w", stderr);
+        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1200 && access(agent.socket, F_OK) != 0; i++)
+        usleep(50000);
+
+    char err[256];
+    struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
+    struct tl_client *c;
+    assert_int_equal(tl_client_connect(agent.socket, &opts, &c, err, sizeof(err)), 0);
+    struct tl_client_event ev = {.topic = "events", .value = "v", .value_len = 1,
+                                 .opaque = (void *)1};
+    assert_int_equal(tl_client_send(c, &ev, 1, NULL, err, sizeof(err)), 0);
+    assert_int_equal(tl_client_flush(c, 60000), 0);
+    tl_client_close(c);
+    assert_int_equal(tally.status_of[1], TL_CLIENT_OK);
+
+    assert_int_equal(it_agent_stop(&agent), 0);
+    assert_int_equal(count_in_log(log, "breaker state changed region=west"), 0);
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_mock_cluster_destroy(clusters[i]);
+        rd_kafka_destroy(owners[i]);
+    }
+}
+
+/*
  * A start-up failure after the region threads started (here: a missing admin token file)
  * exits 1 with the cause, instead of crashing while the regions are torn down.
  */
@@ -633,6 +699,7 @@ int main(void)
         cmocka_unit_test(missing_topic_stops_start),
         cmocka_unit_test(invalid_config_exits_two),
         cmocka_unit_test(late_startup_failure_exits_one),
+        cmocka_unit_test(slow_first_delivery_keeps_breaker_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
