@@ -1000,7 +1000,9 @@ static void *region_thread(void *arg)
         int timeout = IDLE_POLL_MS;
         if (r->inflight > 0 || r->heartbeat_sent_ms || r->breaker.state != TL_BREAKER_CLOSED)
             timeout = 50;
-        if (r->resend && r->inflight == 0) {
+        /* A pending resend matters only while the breaker lets events through; otherwise
+         * waiting for it would spin. */
+        if (r->resend && r->inflight == 0 && tl_breaker_sends_events(&r->breaker)) {
             int64_t wait = r->resend_at_ms - tl_now_ms();
             if (wait < timeout)
                 timeout = wait < 0 ? 0 : (int)wait;

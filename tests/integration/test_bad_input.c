@@ -103,6 +103,7 @@ static void send_one_event(int fd, uint64_t batch_id, const char *value)
 struct tally {
     size_t by_status[8];
     int status_of[16]; /* per opaque index for the mixed batch */
+    size_t regions_of[16]; /* regions holding the event when it was answered */
 };
 
 static void on_result(void *ctx, const struct tl_client_result *r)
@@ -110,8 +111,10 @@ static void on_result(void *ctx, const struct tl_client_result *r)
     struct tally *t = ctx;
     t->by_status[r->status]++;
     intptr_t idx = (intptr_t)r->opaque;
-    if (idx > 0 && idx < 16)
+    if (idx > 0 && idx < 16) {
         t->status_of[idx] = r->status;
+        t->regions_of[idx] = r->region_count;
+    }
 }
 
 static size_t count_in_log(const char *log_path, const char *needle)
@@ -385,6 +388,23 @@ static int run_against_clusters(int east_partitions, int west_partitions, char *
     return rc;
 }
 
+/* Agents started by hand below; killed at exit in case a failed assert skipped their stop. */
+static pid_t forked_agents[8];
+static size_t forked_agent_count;
+
+static void kill_forked_agents(void)
+{
+    for (size_t i = 0; i < forked_agent_count; i++)
+        if (forked_agents[i] > 0)
+            kill(forked_agents[i], SIGKILL);
+}
+
+static void remember_agent(pid_t pid)
+{
+    if (forked_agent_count < sizeof(forked_agents) / sizeof(forked_agents[0]))
+        forked_agents[forked_agent_count++] = pid;
+}
+
 /* Every request gets exactly one answer when the agent stops, taken or not. */
 static void shutdown_answers_every_request(void **state)
 {
@@ -426,6 +446,7 @@ static void shutdown_answers_every_request(void **state)
         execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
         _exit(127);
     }
+    remember_agent(agent.pid);
     for (int i = 0; i < 600 && access(agent.socket, F_OK) != 0; i++)
         usleep(50000);
     for (int i = 0; i < 2; i++)
@@ -637,6 +658,7 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
         execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
         _exit(127);
     }
+    remember_agent(agent.pid);
     for (int i = 0; i < 1200 && access(agent.socket, F_OK) != 0; i++)
         usleep(50000);
 
@@ -650,9 +672,90 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
     assert_int_equal(tl_client_flush(c, 60000), 0);
     tl_client_close(c);
     assert_int_equal(tally.status_of[1], TL_CLIENT_OK);
+    /*
+     * Both regions held the event when it was answered: west's breaker did not open before
+     * its first delivery. (It may open later, since every later request is slow as well.)
+     */
+    assert_int_equal(tally.regions_of[1], 2);
+    assert_int_equal(it_agent_stop(&agent), 0);
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_mock_cluster_destroy(clusters[i]);
+        rd_kafka_destroy(owners[i]);
+    }
+}
+
+/* CPU time (user + system) of a process in clock ticks, from /proc/PID/stat. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(buf, sizeof(buf), f))
+        fail_msg("cannot read %s", path);
+    fclose(f);
+    /* Fields after the command name, which ends at the last ')'. */
+    char *p = strrchr(buf, ')');
+    long utime = 0, stime = 0;
+    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime);
+    return utime + stime;
+}
+
+/* A region that is down must not make its thread spin while the breaker is open. */
+static void open_breaker_does_not_spin(void **state)
+{
+    (void)state;
+    char errstr[256], config[2048], dir[200], path[300], log[300];
+    rd_kafka_t *owners[2];
+    rd_kafka_mock_cluster_t *clusters[2];
+
+    for (int i = 0; i < 2; i++) {
+        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
+        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
+        rd_kafka_mock_topic_create(clusters[i], "events", 1, 1);
+        rd_kafka_mock_topic_create(clusters[i], "twinlane.heartbeats", 1, 1);
+    }
+    it_make_dir("spin", dir, sizeof(dir));
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-spin\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
+             "topics = ( { name = \"events\"; } );\n",
+             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
+             rd_kafka_mock_cluster_bootstraps(clusters[1]));
+    snprintf(path, sizeof(path), "%s/agent.conf", dir);
+    FILE *f = fopen(path, "w");
+    fputs(config, f);
+    fclose(f);
+    snprintf(log, sizeof(log), "%s/agent.log", dir);
+
+    struct it_agent agent = {0};
+    snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
+    snprintf(agent.log, sizeof(agent.log), "%s", log);
+    agent.pid = fork();
+    if (agent.pid == 0) {
+        freopen(log, "w", stderr);
+        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
+        _exit(127);
+    }
+    remember_agent(agent.pid);
+    for (int i = 0; i < 600 && access(agent.socket, F_OK) != 0; i++)
+        usleep(50000);
+
+    rd_kafka_mock_broker_set_down(clusters[1], 1);
+    for (int i = 0; i < 100 && count_in_log(log, "region=west from=closed to=open") == 0; i++)
+        usleep(100000);
+    assert_true(count_in_log(log, "region=west from=closed to=open") >= 1);
+
+    /* Over 2 s with west open, an idle agent uses a small share of one core. */
+    long before = cpu_ticks(agent.pid);
+    sleep(2);
+    long used = cpu_ticks(agent.pid) - before;
+    long ticks_per_s = sysconf(_SC_CLK_TCK);
+    fprintf(stderr, "agent used %ld ticks of CPU in 2 s (%ld ticks per second)\n", used,
+            ticks_per_s);
+    assert_true(used < ticks_per_s / 2);
 
     assert_int_equal(it_agent_stop(&agent), 0);
-    assert_int_equal(count_in_log(log, "breaker state changed region=west"), 0);
     for (int i = 0; i < 2; i++) {
         rd_kafka_mock_cluster_destroy(clusters[i]);
         rd_kafka_destroy(owners[i]);
@@ -688,6 +791,7 @@ static void late_startup_failure_exits_one(void **state)
 
 int main(void)
 {
+    atexit(kill_forked_agents);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(malformed_frames_leave_agent_serving),
         cmocka_unit_test(event_near_size_limit_accepted),
@@ -700,6 +804,7 @@ int main(void)
         cmocka_unit_test(invalid_config_exits_two),
         cmocka_unit_test(late_startup_failure_exits_one),
         cmocka_unit_test(slow_first_delivery_keeps_breaker_closed),
+        cmocka_unit_test(open_breaker_does_not_spin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
