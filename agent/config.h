@@ -54,13 +54,13 @@ enum tl_fsync_mode {
     TL_FSYNC_OFF = 2,      /* never; the kernel writes back when it chooses */
 };
 
-/* What the WAL does when wal.max_bytes is reached (wal.when_full). */
+/* Behaviour of the WAL when wal.max_bytes is reached (wal.when_full). */
 enum tl_when_full {
     TL_WHEN_FULL_REJECT = 0, /* answer new events RETRYABLE until space returns */
     TL_WHEN_FULL_SHED = 1,   /* delete the oldest segment, losing it for the regions behind */
 };
 
-/* What the agent does when no region's breaker is closed (agent.when_no_region). */
+/* Behaviour of the agent when no region's breaker is closed (agent.when_no_region). */
 enum tl_no_region {
     TL_NO_REGION_SPOOL = 0,  /* acknowledge from the WAL alone, flagged as spooled */
     TL_NO_REGION_REJECT = 1, /* answer new events RETRYABLE ("unavailable") */
@@ -152,7 +152,7 @@ struct tl_config {
  */
 int tl_config_load(const char *path, struct tl_config *cfg, char *err, size_t errsize);
 
-/* Same as tl_config_load, for text held in memory; name stands in for the file name. */
+/* Same as tl_config_load, for text held in memory; name is used as the file name in messages. */
 int tl_config_parse(const char *text, const char *name, struct tl_config *cfg, char *err,
                     size_t errsize);
 

@@ -639,8 +639,8 @@ static void conn_update_interest(struct tl_conn *c)
         want |= EPOLLOUT;
 
     /*
-     * epoll reports HUP whatever the interest set, so a hung-up connection that must not be
-     * read now leaves the epoll set until it may be read again; otherwise the loop would spin.
+     * epoll reports HUP whatever the interest set. So a hung-up connection that must not be
+     * read now leaves the epoll set until it may be read again, because the loop would spin.
      */
     if (c->hung_up && want == 0) {
         if (c->registered)

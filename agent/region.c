@@ -41,7 +41,7 @@ enum { SLOT_FREE = 0, SLOT_SENT = 1, SLOT_DONE = 2 };
 /* Probe (heartbeat) interval while half-open, so that recovery is noticed quickly. */
 #define PROBE_INTERVAL_MS 250
 
-/* Opaque of heartbeat messages, told apart from events in delivery reports. */
+/* Opaque of heartbeat messages, which distinguishes them from events in delivery reports. */
 static char heartbeat_marker;
 
 static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
@@ -109,7 +109,7 @@ static uint8_t *slot(struct tl_region *r, uint64_t seq)
     return &r->window[seq & (r->window_cap - 1)];
 }
 
-/* Moves the cursor over final events and tells the WAL. */
+/* Moves the cursor over final events and publishes it to the WAL. */
 static void advance_cursor(struct tl_region *r)
 {
     uint64_t before = r->cursor;

@@ -1282,7 +1282,10 @@ static void *wal_thread(void *arg)
             w->last_persist_ms = tl_now_ms();
         }
         /* New events are refused while the disk fails, instead of piling up unanswered. */
-        atomic_store(&w->failing_errno, failed ? (w->last_errno ? w->last_errno : EIO) : 0);
+        int failing = 0;
+        if (failed)
+            failing = w->last_errno ? w->last_errno : EIO;
+        atomic_store(&w->failing_errno, failing);
         if (failed) {
             if (stopping)
                 break;

@@ -81,7 +81,7 @@ struct tl_wal_options {
     int notify_fd;                /* eventfd written when ack_seq advances; -1 for none */
 };
 
-/* What tl_wal_open found on disk. */
+/* Findings of tl_wal_open on disk. */
 struct tl_wal_recovery {
     size_t segments;
     uint64_t records;             /* records found in the segments */
@@ -123,7 +123,7 @@ void tl_wal_close(struct tl_wal *w);
 
 /*
  * Appends an event: assigns ev->seq and encodes the record into the current batch. Returns 0,
- * or TL_EAGAIN when the quota is reached (when_full = reject; err says so) or the unwritten
+ * or TL_EAGAIN when the quota is reached (when_full = reject, with the reason in err) or the unwritten
  * batches exceed their memory bound. Event loop thread.
  */
 int tl_wal_append(struct tl_wal *w, struct tl_event *ev, char *err, size_t errsize);
@@ -159,7 +159,7 @@ int tl_wal_reader_open(struct tl_wal *w, uint64_t seq, struct tl_wal_reader **ou
  * Reads the next event. Returns 1 with a new event in *out (owned by the caller, freed with
  * free()), 0 when the next event is not written yet, or TL_EPROTO / TL_EIO with err naming
  * segment and offset. After a gap (shed or salvaged data) it continues at the next stored
- * record; *out's seq tells where.
+ * record; The seq of *out shows where.
  */
 int tl_wal_reader_next(struct tl_wal_reader *r, struct tl_event **out, char *err,
                        size_t errsize);
@@ -175,7 +175,7 @@ void tl_wal_encode_record(const struct tl_event *ev, struct tl_buf *out);
 /*
  * Decodes one record from buf. Returns 1 and a new event (free() it; topic index set through
  * cfg, -1 when cfg is NULL or does not know the topic) with *consumed bytes used, 0 when buf
- * holds only part of a record, or TL_EPROTO when the record is damaged (err says how).
+ * holds only part of a record, or TL_EPROTO when the record is damaged (err contains the reason).
  * Records longer than max_payload are damaged by definition, checked before allocation.
  */
 int tl_wal_decode_record(const uint8_t *buf, size_t len, size_t max_payload,
