@@ -637,7 +637,8 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
              "agent = { id = \"it-slow\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
              "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
              "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
-             "topics = ( { name = \"events\"; } );\n",
+             "topics = ( { name = \"events\"; } );\n"
+             "breaker = { stall_timeout_ms = 400; };\n",
              dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
              rd_kafka_mock_cluster_bootstraps(clusters[1]));
     snprintf(path, sizeof(path), "%s/agent.conf", dir);
@@ -646,9 +647,13 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
     fclose(f);
     snprintf(log, sizeof(log), "%s/agent.log", dir);
 
-    /* West answers every request 2.5 s late from the start, longer than the 1.5 s stall
-     * deadline, so the producer's first delivery comes only after it. */
-    rd_kafka_mock_broker_set_rtt(clusters[1], 1, 2500);
+    /*
+     * West answers every request 1 s late from the start, longer than the 0.4 s stall
+     * deadline, so the producer's first delivery comes only after it. Its start-up requests
+     * (API versions, metadata, producer id, the first produce) then take about 4 s, well
+     * inside the first-delivery deadline even on a loaded machine.
+     */
+    rd_kafka_mock_broker_set_rtt(clusters[1], 1, 1000);
     struct it_agent agent = {0};
     snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
     snprintf(agent.log, sizeof(agent.log), "%s", log);
