@@ -90,6 +90,11 @@ struct tl_wal {
     _Atomic uint64_t cursor[TL_REGION_COUNT];
 };
 
+/*
+ * buf contains bytes buf_offset..buf_offset+buf_len of the open segment as they were when read,
+ * and offset lies in that range. Written bytes never change, so records decoded from buf match
+ * the file, but the file may have grown since the read.
+ */
 struct tl_wal_reader {
     struct tl_wal *w;
     int fd;
@@ -98,6 +103,8 @@ struct tl_wal_reader {
     uint64_t next_seq;      /* sequence number expected next */
     uint8_t *buf;
     size_t buf_cap;
+    uint64_t buf_offset;    /* byte offset in the segment of buf[0] */
+    size_t buf_len;
 };
 
 /* ---- little-endian helpers ----------------------------------------------------------- */
@@ -1378,6 +1385,15 @@ void tl_wal_reader_close(struct tl_wal_reader *r)
     free(r);
 }
 
+/* Closes the open segment and drops its bytes from buf. */
+static void reader_close_segment(struct tl_wal_reader *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = -1;
+    r->buf_len = 0;
+}
+
 /* Finds the segment holding seq (the last one starting at or below it) and opens it. */
 static int reader_locate(struct tl_wal_reader *r, char *err, size_t errsize)
 {
@@ -1402,8 +1418,7 @@ static int reader_locate(struct tl_wal_reader *r, char *err, size_t errsize)
     if (!found)
         return 0;
 
-    if (r->fd >= 0)
-        close(r->fd);
+    reader_close_segment(r);
     char *path = segment_path(w->dir, first);
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0) {
@@ -1415,6 +1430,7 @@ static int reader_locate(struct tl_wal_reader *r, char *err, size_t errsize)
     free(path);
     r->segment_seq = first;
     r->offset = TL_WAL_SEGMENT_HEADER_BYTES;
+    r->buf_offset = r->offset;
     return 1;
 }
 
@@ -1434,18 +1450,66 @@ static uint64_t next_segment_seq(struct tl_wal_reader *r)
     return next;
 }
 
+/* Bytes of the segment in buf from the reader's offset on. */
+static size_t reader_buffered(const struct tl_wal_reader *r)
+{
+    if (r->offset < r->buf_offset || r->offset - r->buf_offset > r->buf_len)
+        return 0;
+    return r->buf_len - (size_t)(r->offset - r->buf_offset);
+}
+
+/*
+ * Replaces the contents of buf with the segment from the reader's offset on: one read of
+ * TL_WAL_READ_BLOCK_BYTES, or of need bytes when that is more. Reads again while fewer than
+ * need bytes arrived, and stops early only at the end of the file. Returns 0 or TL_EIO.
+ */
+static int reader_fill(struct tl_wal_reader *r, size_t need, char *err, size_t errsize)
+{
+    size_t size = need > TL_WAL_READ_BLOCK_BYTES ? need : TL_WAL_READ_BLOCK_BYTES;
+
+    /* The old contents are dropped, so a new buffer needs no copy. A buffer grown for one
+     * large record shrinks back to a block at the next fill that needs no more. */
+    if (size != r->buf_cap) {
+        free(r->buf);
+        r->buf = tl_xmalloc(size);
+        r->buf_cap = size;
+    }
+
+    r->buf_offset = r->offset;
+    r->buf_len = 0;
+    while (r->buf_len < need) {
+        uint64_t at = r->offset + r->buf_len;
+        ssize_t n = pread(r->fd, r->buf + r->buf_len, size - r->buf_len, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return tl_error(err, errsize, TL_EIO, "WAL segment %020" PRIu64 ".wal: read failed "
+                            "at byte offset %" PRIu64 ": %s", r->segment_seq, at,
+                            strerror(errno));
+        if (n == 0)
+            break;
+        r->buf_len += (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Decodes records out of buf and reads the segment again only when buf contains no complete
+ * record at the offset. The file may have grown since buf was read, because the WAL thread
+ * appends to the newest segment, so a record cut off at the end of buf is read again from its
+ * start. Only a file that still ends there counts as the end of the segment.
+ */
 int tl_wal_reader_next(struct tl_wal_reader *r, struct tl_event **out, char *err,
                        size_t errsize)
 {
     struct tl_wal *w = r->w;
+    size_t limit = max_payload(w->cfg);
 
     for (;;) {
         uint64_t floor = tl_wal_floor(w);
         if (r->next_seq < floor) {
             r->next_seq = floor;
-            if (r->fd >= 0)
-                close(r->fd);
-            r->fd = -1;
+            reader_close_segment(r);
         }
         if (r->next_seq >= tl_wal_written_seq(w))
             return 0;
@@ -1455,9 +1519,14 @@ int tl_wal_reader_next(struct tl_wal_reader *r, struct tl_event **out, char *err
                 return rc;
         }
 
-        uint8_t rh[TL_WAL_RECORD_HEADER_BYTES];
-        ssize_t n = pread(r->fd, rh, sizeof(rh), (off_t)r->offset);
-        if (n < (ssize_t)sizeof(rh)) {
+        size_t avail = reader_buffered(r);
+        if (avail < TL_WAL_RECORD_HEADER_BYTES) {
+            int rc = reader_fill(r, TL_WAL_RECORD_HEADER_BYTES, err, errsize);
+            if (rc != 0)
+                return rc;
+            avail = r->buf_len;
+        }
+        if (avail < TL_WAL_RECORD_HEADER_BYTES) {
             /* End of this segment: the wanted record is in the next one. */
             uint64_t next = next_segment_seq(r);
             if (next == 0 || next > r->next_seq + 1000000000ull)
@@ -1466,29 +1535,32 @@ int tl_wal_reader_next(struct tl_wal_reader *r, struct tl_event **out, char *err
                 tl_log_error("wal", "gap in the WAL: events are missing from_seq=%" PRIu64
                              " to_seq=%" PRIu64, r->next_seq, next - 1);
             r->next_seq = next;
-            close(r->fd);
-            r->fd = -1;
+            reader_close_segment(r);
             continue;
         }
-        uint32_t payload = get_u32(rh);
+
+        const uint8_t *record = r->buf + (size_t)(r->offset - r->buf_offset);
+        uint32_t payload = get_u32(record);
         size_t total = TL_WAL_RECORD_HEADER_BYTES + (size_t)payload;
-        if (payload > max_payload(w->cfg))
+        if (payload > limit)
             return tl_error(err, errsize, TL_EPROTO, "WAL segment %020" PRIu64 ".wal: record "
                             "length %" PRIu32 " at byte offset %" PRIu64 " is too large",
                             r->segment_seq, payload, r->offset);
-        if (total > r->buf_cap) {
-            r->buf_cap = total;
-            r->buf = tl_xrealloc(r->buf, total);
+        if (avail < total) {
+            int rc = reader_fill(r, total, err, errsize);
+            if (rc != 0)
+                return rc;
+            if (r->buf_len < total)
+                return tl_error(err, errsize, TL_EIO, "WAL segment %020" PRIu64 ".wal: short "
+                                "read at byte offset %" PRIu64, r->segment_seq, r->offset);
+            record = r->buf;
         }
-        if (pread(r->fd, r->buf, total, (off_t)r->offset) != (ssize_t)total)
-            return tl_error(err, errsize, TL_EIO, "WAL segment %020" PRIu64 ".wal: short read "
-                            "at byte offset %" PRIu64, r->segment_seq, r->offset);
 
         struct tl_event *ev;
         size_t used;
         char why[256];
-        int rc = tl_wal_decode_record(r->buf, total, max_payload(w->cfg), w->cfg, &ev, &used,
-                                      why, sizeof(why));
+        int rc = tl_wal_decode_record(record, total, limit, w->cfg, &ev, &used, why,
+                                      sizeof(why));
         if (rc != 1)
             return tl_error(err, errsize, TL_EPROTO, "WAL segment %020" PRIu64 ".wal is damaged "
                             "at byte offset %" PRIu64 ": %s", r->segment_seq, r->offset,

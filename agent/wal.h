@@ -71,6 +71,8 @@
 #define TL_WAL_RECORD_HEADER_BYTES 16
 #define TL_WAL_PAYLOAD_FIXED_BYTES 24
 #define TL_WAL_SEGMENT_HEADER_BYTES 32
+/* Bytes a reader reads from a segment at once. A longer record is read whole. */
+#define TL_WAL_READ_BLOCK_BYTES ((size_t)1 << 20)
 
 struct tl_wal;
 struct tl_wal_reader;
@@ -159,7 +161,8 @@ int tl_wal_reader_open(struct tl_wal *w, uint64_t seq, struct tl_wal_reader **ou
  * Reads the next event. Returns 1 with a new event in *out (owned by the caller, freed with
  * free()), 0 when the next event is not written yet, or TL_EPROTO / TL_EIO with err naming
  * segment and offset. After a gap (shed or salvaged data) it continues at the next stored
- * record; The seq of *out shows where.
+ * record; The seq of *out shows where. The reader reads the segment into one buffer, in blocks
+ * of TL_WAL_READ_BLOCK_BYTES or one longer record at a time.
  */
 int tl_wal_reader_next(struct tl_wal_reader *r, struct tl_event **out, char *err,
                        size_t errsize);
