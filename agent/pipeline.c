@@ -4,6 +4,10 @@
  * Ring invariant: for tail <= seq < head, slot seq % cap holds the event with that sequence
  * number until it is answered, then NULL; tail moves past NULL slots. head - tail <= cap.
  * durable_mark: every held event below it has `durable` set.
+ *
+ * Only the event loop thread writes ring, head and tail, so it reads them without the lock;
+ * region threads read them under it. Answered events are removed from the ring in runs, under
+ * one lock per dispatch round rather than one per event.
  */
 #include "pipeline.h"
 
@@ -39,6 +43,9 @@ struct tl_pipeline {
     int done_fd;
 
     uint64_t durable_mark;        /* event loop thread only */
+    struct tl_event **answered;   /* answered, still in the ring; event loop thread only */
+    size_t answered_count;
+    size_t answered_cap;
 };
 
 struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events,
@@ -82,6 +89,7 @@ void tl_pipeline_free(struct tl_pipeline *p)
             tl_event_unref(ev);
     }
     free(p->ring);
+    free(p->answered);
     close(p->done_fd);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
@@ -145,12 +153,24 @@ static struct tl_event *lookup_locked(struct tl_pipeline *p, uint64_t seq)
 
 struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq)
 {
+    struct tl_event *ev = NULL;
+    return tl_pipeline_get_many(p, seq, &ev, 1) ? ev : NULL;
+}
+
+size_t tl_pipeline_get_many(struct tl_pipeline *p, uint64_t seq, struct tl_event **out,
+                            size_t max)
+{
+    size_t n = 0;
     pthread_mutex_lock(&p->lock);
-    struct tl_event *ev = lookup_locked(p, seq);
-    if (ev)
+    while (n < max) {
+        struct tl_event *ev = lookup_locked(p, seq + n);
+        if (!ev)
+            break;
         atomic_fetch_add(&ev->refs, 1);
+        out[n++] = ev;
+    }
     pthread_mutex_unlock(&p->lock);
-    return ev;
+    return n;
 }
 
 /*
@@ -191,46 +211,61 @@ unsigned tl_pipeline_healthy(struct tl_pipeline *p)
     return atomic_load(&p->healthy);
 }
 
-static void queue_done(struct tl_pipeline *p, struct tl_event *ev)
+void tl_pipeline_report_many(struct tl_pipeline *p, int region, const struct tl_report *reports,
+                             size_t n)
 {
-    atomic_fetch_add(&ev->refs, 1); /* the list's reference, dropped by dispatch */
-    pthread_mutex_lock(&p->done_lock);
-    ev->next = NULL;
-    if (p->done_tail)
-        p->done_tail->next = ev;
-    else
-        p->done_head = ev;
-    p->done_tail = ev;
-    pthread_mutex_unlock(&p->done_lock);
+    struct tl_event *first = NULL;
+    struct tl_event *last = NULL;
+    unsigned healthy = atomic_load(&p->healthy);
 
-    uint64_t one = 1;
-    ssize_t ignored = write(p->done_fd, &one, sizeof(one));
-    (void)ignored;
-}
-
-void tl_pipeline_report(struct tl_pipeline *p, int region, struct tl_event *ev, int err,
-                        int64_t offset)
-{
     /*
-     * Under the lock the live event cannot be answered and freed meanwhile: dispatch removes
-     * it from the ring under the same lock before dropping the pipeline's reference, and it
-     * is answered only after it was queued here.
+     * Under the lock a live event cannot be answered and freed meanwhile: the event loop
+     * removes it from the ring under the same lock before dropping the pipeline's reference,
+     * and it is answered only after it was queued here.
      */
     pthread_mutex_lock(&p->lock);
-    struct tl_event *live = lookup_locked(p, ev->seq);
-    if (live) {
-        live->region[region].err = err;
-        live->region[region].offset = offset;
-        unsigned bits = TL_EVENT_REPORTED(region) | (err == 0 ? TL_EVENT_STORED(region) : 0);
+    for (size_t i = 0; i < n; i++) {
+        struct tl_event *live = lookup_locked(p, reports[i].ev->seq);
+        if (!live)
+            continue;
+        live->region[region].err = reports[i].err;
+        live->region[region].offset = reports[i].offset;
+        unsigned bits = TL_EVENT_REPORTED(region) |
+                        (reports[i].err == 0 ? TL_EVENT_STORED(region) : 0);
         unsigned state = atomic_fetch_or(&live->state, bits) | bits;
-        if (regions_satisfied(p->policy, atomic_load(&p->healthy), state) &&
-            !(state & TL_EVENT_QUEUED)) {
-            unsigned before = atomic_fetch_or(&live->state, TL_EVENT_QUEUED);
-            if (!(before & TL_EVENT_QUEUED))
-                queue_done(p, live);
-        }
+        if (!regions_satisfied(p->policy, healthy, state) || (state & TL_EVENT_QUEUED))
+            continue;
+        if (atomic_fetch_or(&live->state, TL_EVENT_QUEUED) & TL_EVENT_QUEUED)
+            continue;
+        atomic_fetch_add(&live->refs, 1); /* the completion list's, dropped by dispatch */
+        live->next = NULL;
+        if (last)
+            last->next = live;
+        else
+            first = live;
+        last = live;
     }
     pthread_mutex_unlock(&p->lock);
+    if (!first)
+        return;
+
+    /*
+     * The eventfd is written only when the list was empty: dispatch reads the eventfd before
+     * it takes the list, so a run appended to a non-empty list is taken with it.
+     */
+    pthread_mutex_lock(&p->done_lock);
+    bool was_empty = p->done_head == NULL;
+    if (p->done_tail)
+        p->done_tail->next = first;
+    else
+        p->done_head = first;
+    p->done_tail = last;
+    pthread_mutex_unlock(&p->done_lock);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t ignored = write(p->done_fd, &one, sizeof(one));
+        (void)ignored;
+    }
 }
 
 int tl_pipeline_done_fd(const struct tl_pipeline *p)
@@ -238,21 +273,43 @@ int tl_pipeline_done_fd(const struct tl_pipeline *p)
     return p->done_fd;
 }
 
-/* Answers an event and removes it from the ring. Event loop thread. */
+/* Returns the held event with sequence number seq, or NULL. Event loop thread, no lock. */
+static struct tl_event *lookup_owned(struct tl_pipeline *p, uint64_t seq)
+{
+    return lookup_locked(p, seq);
+}
+
+/* Answers an event; remove_answered takes it out of the ring later. Event loop thread. */
 static void finish(struct tl_pipeline *p, struct tl_event *ev,
                    void (*answer)(void *ctx, struct tl_event *ev), void *ctx)
 {
     ev->answered = true;
     answer(ctx, ev);
+    if (p->answered_count == p->answered_cap) {
+        p->answered_cap = p->answered_cap ? p->answered_cap * 2 : 1024;
+        p->answered = tl_xrealloc(p->answered, p->answered_cap * sizeof(*p->answered));
+    }
+    p->answered[p->answered_count++] = ev;
+}
 
+/* Removes the events answered since the last call from the ring, under one lock. */
+static void remove_answered(struct tl_pipeline *p)
+{
+    if (p->answered_count == 0)
+        return;
     pthread_mutex_lock(&p->lock);
-    p->ring[ev->seq & (p->cap - 1)] = NULL;
-    p->bytes -= ev->bytes;
-    p->count--;
+    for (size_t i = 0; i < p->answered_count; i++) {
+        struct tl_event *ev = p->answered[i];
+        p->ring[ev->seq & (p->cap - 1)] = NULL;
+        p->bytes -= ev->bytes;
+        p->count--;
+    }
     while (p->tail < p->head && p->ring[p->tail & (p->cap - 1)] == NULL)
         p->tail++;
     pthread_mutex_unlock(&p->lock);
-    tl_event_unref(ev);
+    for (size_t i = 0; i < p->answered_count; i++)
+        tl_event_unref(p->answered[i]);
+    p->answered_count = 0;
 }
 
 /* Re-checks every held event against the current healthy set. Event loop thread. */
@@ -261,14 +318,9 @@ static void reevaluate(struct tl_pipeline *p, void (*answer)(void *ctx, struct t
 {
     unsigned healthy = atomic_load(&p->healthy);
 
-    pthread_mutex_lock(&p->lock);
-    uint64_t from = p->tail, to = p->head;
-    pthread_mutex_unlock(&p->lock);
-    for (uint64_t s = from; s < to; s++) {
-        pthread_mutex_lock(&p->lock);
-        struct tl_event *ev = lookup_locked(p, s);
-        pthread_mutex_unlock(&p->lock);
-        if (!ev || ev->regions_ready)
+    for (uint64_t s = p->tail; s < p->head; s++) {
+        struct tl_event *ev = lookup_owned(p, s);
+        if (!ev || ev->answered || ev->regions_ready)
             continue;
         if (!regions_satisfied(p->policy, healthy, atomic_load(&ev->state)))
             continue;
@@ -306,16 +358,11 @@ void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
         reevaluate(p, answer, ctx);
 
     /* Events the WAL has made acknowledgeable since the last round. */
-    pthread_mutex_lock(&p->lock);
-    uint64_t head = p->head;
-    pthread_mutex_unlock(&p->lock);
-    uint64_t end = wal_ack_seq < head ? wal_ack_seq : head;
+    uint64_t end = wal_ack_seq < p->head ? wal_ack_seq : p->head;
     while (p->durable_mark < end) {
-        pthread_mutex_lock(&p->lock);
-        struct tl_event *ev = lookup_locked(p, p->durable_mark);
-        pthread_mutex_unlock(&p->lock);
+        struct tl_event *ev = lookup_owned(p, p->durable_mark);
         p->durable_mark++;
-        if (!ev)
+        if (!ev || ev->answered)
             continue;
         ev->durable = true;
         /* With no healthy region no report will come: the event is answered spooled now. */
@@ -325,6 +372,7 @@ void tl_pipeline_dispatch(struct tl_pipeline *p, uint64_t wal_ack_seq,
         if (ev->regions_ready)
             finish(p, ev, answer, ctx);
     }
+    remove_answered(p);
 }
 
 void tl_pipeline_drain(struct tl_pipeline *p, void (*answer)(void *ctx, struct tl_event *ev),
@@ -340,16 +388,12 @@ void tl_pipeline_drain(struct tl_pipeline *p, void (*answer)(void *ctx, struct t
         tl_event_unref(ev);
     }
 
-    for (;;) {
-        pthread_mutex_lock(&p->lock);
-        struct tl_event *ev = NULL;
-        for (uint64_t s = p->tail; s < p->head && !ev; s++)
-            ev = p->ring[s & (p->cap - 1)];
-        pthread_mutex_unlock(&p->lock);
-        if (!ev)
-            break;
-        finish(p, ev, answer, ctx);
+    for (uint64_t s = p->tail; s < p->head; s++) {
+        struct tl_event *ev = lookup_owned(p, s);
+        if (ev && !ev->answered)
+            finish(p, ev, answer, ctx);
     }
+    remove_answered(p);
 }
 
 size_t tl_pipeline_inflight(struct tl_pipeline *p)

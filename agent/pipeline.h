@@ -62,11 +62,26 @@ void tl_pipeline_wake_regions(struct tl_pipeline *p);
 struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq);
 
 /*
- * Records a region's final result for an event: ev is the live event or the region's WAL
- * copy; either way the live event, if still held, gets the result. Any region thread.
+ * Takes new references to the live events with sequence numbers seq, seq + 1, ... into out,
+ * up to max of them, under one lock. Returns how many: fewer than max where the run of held
+ * events ends (the region reads the rest from the WAL). Region thread.
  */
-void tl_pipeline_report(struct tl_pipeline *p, int region, struct tl_event *ev, int err,
-                        int64_t offset);
+size_t tl_pipeline_get_many(struct tl_pipeline *p, uint64_t seq, struct tl_event **out,
+                            size_t max);
+
+/* A region's final result for one event: ev is the live event or the region's WAL copy. */
+struct tl_report {
+    struct tl_event *ev;
+    int err;        /* rd_kafka_resp_err_t; 0 when the region stored the event */
+    int64_t offset;
+};
+
+/*
+ * Records a run of a region's final results under one lock. Each live event still held gets
+ * its result. The event loop is woken once. Any region thread.
+ */
+void tl_pipeline_report_many(struct tl_pipeline *p, int region, const struct tl_report *reports,
+                             size_t n);
 
 /* Drops one reference; the last one frees the event. Any thread. */
 void tl_event_unref(struct tl_event *ev);

@@ -123,6 +123,40 @@ static void advance_cursor(struct tl_region *r)
     }
 }
 
+/*
+ * Hands the queued final results to the pipeline under one lock and records each region
+ * position a success moved. Region thread.
+ */
+static void flush_reports(struct tl_region *r)
+{
+    if (r->report_count == 0)
+        return;
+    pthread_mutex_lock(&r->positions_lock);
+    for (size_t i = 0; i < r->report_count; i++) {
+        const struct tl_report *rep = &r->reports[i];
+        const struct tl_event *ev = rep->ev;
+        if (rep->err || ev->topic < 0 || ev->partition >= r->partition_counts[ev->topic])
+            continue;
+        struct tl_position *pos = &r->positions[r->position_base[ev->topic] + ev->partition];
+        if (ev->seq > pos->seq) {
+            pos->seq = ev->seq;
+            pos->offset = rep->offset;
+        }
+    }
+    pthread_mutex_unlock(&r->positions_lock);
+    tl_pipeline_report_many(r->pipeline, r->index, r->reports, r->report_count);
+    for (size_t i = 0; i < r->report_count; i++)
+        tl_event_unref(r->reports[i].ev);
+    r->report_count = 0;
+}
+
+/* Serves librdkafka's callbacks, then hands their results to the pipeline. */
+static void serve(struct tl_region *r, int timeout_ms)
+{
+    rd_kafka_poll(r->rk, timeout_ms);
+    flush_reports(r);
+}
+
 /* Records a final result (success or a per-event failure) for ev in this region. */
 static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp_err_t err,
                          int64_t offset)
@@ -141,21 +175,15 @@ static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp
     } else {
         atomic_fetch_add(&r->delivered, 1);
         r->resend_backoff_ms = RESEND_BACKOFF_MIN_MS;
-        if (ev->topic >= 0 && ev->partition < r->partition_counts[ev->topic]) {
-            pthread_mutex_lock(&r->positions_lock);
-            struct tl_position *pos = &r->positions[r->position_base[ev->topic] + ev->partition];
-            if (ev->seq > pos->seq) {
-                pos->seq = ev->seq;
-                pos->offset = offset;
-            }
-            pthread_mutex_unlock(&r->positions_lock);
-        }
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;
         if (tl_breaker_record_success(&r->breaker, r->clock_ms))
             on_transition(r, before, before_backfilling);
     }
-    tl_pipeline_report(r->pipeline, r->index, ev, err, offset);
+    if (r->report_count == TL_REGION_BATCH)
+        flush_reports(r);
+    atomic_fetch_add(&ev->refs, 1); /* the report's, dropped by flush_reports */
+    r->reports[r->report_count++] = (struct tl_report){.ev = ev, .err = err, .offset = offset};
     advance_cursor(r);
 }
 
@@ -595,10 +623,40 @@ static bool produce_one(struct tl_region *r, struct tl_event *ev)
     return true;
 }
 
-/* Returns the event at send_seq, from memory or the WAL, or NULL when it is not readable yet. */
-static struct tl_event *next_event(struct tl_region *r)
+/* Drops the live events taken ahead; sending no longer continues where they start. */
+static void drop_ahead(struct tl_region *r)
 {
-    struct tl_event *ev = tl_pipeline_get(r->pipeline, r->send_seq);
+    while (r->ahead_pos < r->ahead_count)
+        tl_event_unref(r->ahead[r->ahead_pos++]);
+    r->ahead_pos = r->ahead_count = 0;
+}
+
+/*
+ * Returns the live event at send_seq from the run taken ahead, taking a new run of up to
+ * `limit` events from the pipeline when that one is used up, or NULL when the pipeline no
+ * longer contains it.
+ */
+static struct tl_event *next_live_event(struct tl_region *r, uint64_t limit)
+{
+    if (r->ahead_pos < r->ahead_count && r->ahead[r->ahead_pos]->seq != r->send_seq)
+        drop_ahead(r);
+    if (r->ahead_pos == r->ahead_count) {
+        r->ahead_pos = 0;
+        r->ahead_count = tl_pipeline_get_many(r->pipeline, r->send_seq, r->ahead,
+                                              limit < TL_REGION_BATCH ? limit : TL_REGION_BATCH);
+        if (r->ahead_count == 0)
+            return NULL;
+    }
+    return r->ahead[r->ahead_pos++];
+}
+
+/*
+ * Returns the event at send_seq, from memory or the WAL, or NULL when it is not readable yet.
+ * limit (at least 1) is how many events from send_seq on may be sent now.
+ */
+static struct tl_event *next_event(struct tl_region *r, uint64_t limit)
+{
+    struct tl_event *ev = next_live_event(r, limit);
     if (ev)
         return ev;
 
@@ -675,7 +733,7 @@ static void rebuild_producer(struct tl_region *r)
     int64_t deadline = tl_now_ms() + 10000;
     while (r->inflight > 0 && tl_now_ms() < deadline) {
         r->clock_ms = tl_now_ms();
-        rd_kafka_poll(r->rk, 100);
+        serve(r, 100);
     }
     if (r->inflight > 0)
         tl_log_error("region", "events still with the old producer after purge region=%s "
@@ -698,12 +756,13 @@ static void rebuild_producer(struct tl_region *r)
                 "region=%s cursor=%" PRIu64, r->name, r->cursor);
 }
 
-/* Drops an event that was waiting for queue space; sending restarts before it anyway. */
+/* Drops the events waiting to be sent; sending restarts before them anyway. */
 static void drop_held(struct tl_region *r)
 {
     if (r->held)
         tl_event_unref(r->held);
     r->held = NULL;
+    drop_ahead(r);
 }
 
 /* Starts sending again from the cursor once every in-flight event has come back. */
@@ -748,7 +807,9 @@ static void pump(struct tl_region *r)
            r->send_seq < durable) {
         if (limited && r->backfill_tokens < 1.0)
             return;
-        struct tl_event *ev = r->held ? r->held : next_event(r);
+        uint64_t room = r->cursor + r->window_cap - r->send_seq;
+        uint64_t limit = durable - r->send_seq < room ? durable - r->send_seq : room;
+        struct tl_event *ev = r->held ? r->held : next_event(r, limit);
         r->held = NULL;
         if (!ev)
             return;
@@ -850,7 +911,7 @@ static void purge_region(struct tl_region *r)
 {
     rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
                               RD_KAFKA_PURGE_F_NON_BLOCKING);
-    rd_kafka_poll(r->rk, 0);
+    serve(r, 0);
 }
 
 /* Applies the consequences of a breaker transition and logs it. Region thread. */
@@ -1013,7 +1074,7 @@ static void *region_thread(void *arg)
         if (fds[1].revents)
             drain_fd(r->rk_pipe[0]);
         r->clock_ms = tl_now_ms();
-        rd_kafka_poll(r->rk, 0);
+        serve(r, 0);
         if (r->fatal)
             rebuild_producer(r);
         int64_t now = tl_now_ms();
@@ -1021,14 +1082,14 @@ static void *region_thread(void *arg)
         maybe_heartbeat(r, now);
         pump(r);
         r->clock_ms = tl_now_ms();
-        rd_kafka_poll(r->rk, 0);
+        serve(r, 0);
     }
 
     /* Deliver what librdkafka holds within the time left; the rest stays in the WAL. */
     int64_t deadline = tl_now_ms() + r->stop_timeout_ms;
     while (r->inflight > 0 && tl_now_ms() < deadline) {
         r->clock_ms = tl_now_ms();
-        rd_kafka_poll(r->rk, 50);
+        serve(r, 50);
     }
     tl_log_info("region", "region thread stopped region=%s cursor=%" PRIu64
                 " undelivered=%zu", r->name, r->cursor, r->inflight);
@@ -1085,7 +1146,7 @@ void tl_region_close(struct tl_region *r)
     if (r->rk) {
         /* Undelivered events come back as purged; they stay in the WAL for the next start. */
         rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(r->rk, 0);
+        serve(r, 0);
     }
     drop_held(r);
     destroy_producer(r);

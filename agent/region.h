@@ -43,6 +43,9 @@
 #include "pipeline.h"
 #include "wal.h"
 
+/* Events taken from, and results handed to, the pipeline under one lock. */
+#define TL_REGION_BATCH 256
+
 struct tl_region {
     int index;
     const struct tl_config *cfg;
@@ -64,6 +67,13 @@ struct tl_region {
     int resend_backoff_ms;
     struct tl_wal_reader *reader;
     struct tl_event *held;            /* refused with QUEUE_FULL; sent first next time */
+    /* Live events taken from the pipeline in one run, sent from ahead_pos on. */
+    struct tl_event *ahead[TL_REGION_BATCH];
+    size_t ahead_pos;
+    size_t ahead_count;
+    /* Final results not yet handed to the pipeline; each holds a reference to its event. */
+    struct tl_report reports[TL_REGION_BATCH];
+    size_t report_count;
     bool fatal;                       /* a fatal error was reported; rebuild the producer */
     bool all_brokers_down;            /* reported by librdkafka since the last loop round */
     int stop_timeout_ms;              /* set before stopping is */

@@ -254,7 +254,7 @@ static int parse_load(struct parser *p, const config_setting_t *g, const char *r
     if (check_names(p, g, names) < 0)
         return -1;
 
-    int64_t v;
+    int64_t v = 0;
     const char *str;
     if (!config_setting_get_member(g, "rate") || !config_setting_get_member(g, "duration"))
         return fail_at(p, g, "\"rate\" and \"duration\" are required");
