@@ -154,14 +154,54 @@ void tl_frame_append(struct tl_buf *out, const ProtobufCMessage *msg)
     out->len += TL_FRAME_HEADER_BYTES + size;
 }
 
+static void *arena_alloc(void *allocator_data, size_t size)
+{
+    return tl_arena_alloc(allocator_data, size);
+}
+
+/* Arena memory is released all at once by tl_arena_reset. */
+static void arena_free(void *allocator_data, void *pointer)
+{
+    (void)allocator_data;
+    (void)pointer;
+}
+
+static ProtobufCAllocator arena_allocator(struct tl_arena *arena)
+{
+    return (ProtobufCAllocator){
+        .alloc = arena_alloc, .free = arena_free, .allocator_data = arena};
+}
+
 int tl_frame_decode_request(const uint8_t *payload, size_t len, Twinlane__ProduceRequest **out,
                             char *err, size_t errsize)
 {
-    *out = twinlane__produce_request__unpack(NULL, len, payload);
-    if (!*out)
+    return tl_frame_decode_request_in_arena(payload, len, NULL, out, err, errsize);
+}
+
+int tl_frame_decode_request_in_arena(const uint8_t *payload, size_t len, struct tl_arena *arena,
+                                     Twinlane__ProduceRequest **out, char *err, size_t errsize)
+{
+    ProtobufCAllocator allocator = arena_allocator(arena);
+    *out = twinlane__produce_request__unpack(arena ? &allocator : NULL, len, payload);
+    if (!*out) {
+        /* protobuf-c freed the partial message through the allocator, a no-op for an arena. */
+        if (arena)
+            tl_arena_reset(arena);
         return tl_error(err, errsize, TL_EPROTO,
                         "frame of %zu bytes is not a valid ProduceRequest protobuf message", len);
+    }
     return 0;
+}
+
+void tl_frame_free_request(Twinlane__ProduceRequest *msg, struct tl_arena *arena)
+{
+    if (!arena) {
+        twinlane__produce_request__free_unpacked(msg, NULL);
+        return;
+    }
+    ProtobufCAllocator allocator = arena_allocator(arena);
+    twinlane__produce_request__free_unpacked(msg, &allocator);
+    tl_arena_reset(arena);
 }
 
 int tl_frame_decode_response(const uint8_t *payload, size_t len, Twinlane__ProduceResponse **out,

@@ -22,6 +22,8 @@
 
 #define TL_FRAME_HEADER_BYTES 4
 
+struct tl_arena;
+
 /* Incremental frame reader over a byte stream. */
 struct tl_frame_reader {
     uint8_t *buf;
@@ -78,6 +80,19 @@ void tl_frame_append(struct tl_buf *out, const ProtobufCMessage *msg);
  */
 int tl_frame_decode_request(const uint8_t *payload, size_t len, Twinlane__ProduceRequest **out,
                             char *err, size_t errsize);
+
+/*
+ * Unpacks a ProduceRequest payload like tl_frame_decode_request, allocating the message from
+ * arena, or with malloc when arena is NULL. The caller frees the message with
+ * tl_frame_free_request(msg, arena). The arena must contain nothing else, because freeing the
+ * message resets it. On TL_EPROTO the arena is already reset. The arena keeps its memory up to
+ * its keep_max, so decoding requests of similar size one after another allocates nothing new.
+ */
+int tl_frame_decode_request_in_arena(const uint8_t *payload, size_t len, struct tl_arena *arena,
+                                     Twinlane__ProduceRequest **out, char *err, size_t errsize);
+
+/* Frees a request from tl_frame_decode_request_in_arena and resets arena (when not NULL). */
+void tl_frame_free_request(Twinlane__ProduceRequest *msg, struct tl_arena *arena);
 
 /*
  * Walks a ProduceRequest payload without allocating: counts its events, finds its batch_id

@@ -2,7 +2,9 @@
  * Frame codec tests: length prefix, size cap before allocation, partial and hostile input.
  */
 #include <setjmp.h>
+#include <stdalign.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 #include "error.h"
 #include "frame.h"
+#include "mem.h"
 
 /* Appends a ProduceRequest with `count` events "topic"/"key-i"/"value-i" to out. */
 static void append_request(struct tl_buf *out, uint64_t batch_id, size_t count)
@@ -368,6 +371,291 @@ static void scan_rejects_truncated_fields(void **state)
                          TL_EPROTO);
 }
 
+static bool is_max_aligned(const void *p)
+{
+    return (uintptr_t)p % alignof(max_align_t) == 0;
+}
+
+/* Byte i of test allocation `n` in the arena tests. */
+static uint8_t pattern_byte(size_t n, size_t i)
+{
+    return (uint8_t)(n * 31 + i * 7 + 1);
+}
+
+/*
+ * Makes `count` allocations of 0 to about 10 KB, so that some exceed the first block, fills each
+ * with its pattern, and then checks every pattern, which fails if two allocations overlap.
+ */
+static void arena_fill_and_check(struct tl_arena *a, size_t count, uint8_t **ptrs, size_t *sizes)
+{
+    for (size_t n = 0; n < count; n++) {
+        sizes[n] = n % 10 == 9 ? 5000 + n * 50 : n * 13 % 200;
+        ptrs[n] = tl_arena_alloc(a, sizes[n]);
+        assert_non_null(ptrs[n]);
+        assert_true(is_max_aligned(ptrs[n]));
+        for (size_t i = 0; i < sizes[n]; i++)
+            ptrs[n][i] = pattern_byte(n, i);
+    }
+    for (size_t n = 0; n < count; n++)
+        for (size_t i = 0; i < sizes[n]; i++)
+            assert_int_equal(ptrs[n][i], pattern_byte(n, i));
+}
+
+static void arena_allocations_aligned_and_reused(void **state)
+{
+    (void)state;
+    enum { COUNT = 100 };
+    struct tl_arena a;
+    uint8_t *first[COUNT], *second[COUNT], *third[COUNT];
+    size_t sizes[COUNT];
+
+    tl_arena_init(&a, 0);
+    arena_fill_and_check(&a, COUNT, first, sizes);
+    assert_true(a.blocks_allocated > 1);
+    tl_arena_reset(&a);
+    assert_int_equal(a.used, 0);
+
+    /* The reset kept one block that fits the whole sequence. */
+    uint64_t blocks = a.blocks_allocated;
+    arena_fill_and_check(&a, COUNT, second, sizes);
+    assert_int_equal(a.blocks_allocated, blocks);
+    tl_arena_reset(&a);
+
+    arena_fill_and_check(&a, COUNT, third, sizes);
+    assert_int_equal(a.blocks_allocated, blocks);
+    for (size_t n = 0; n < COUNT; n++)
+        assert_ptr_equal(third[n], second[n]);
+
+    tl_arena_free(&a);
+    assert_null(a.blocks);
+}
+
+static void arena_keep_max_bounds_retained_block(void **state)
+{
+    (void)state;
+    struct tl_arena a;
+
+    tl_arena_init(&a, 8192);
+    assert_non_null(tl_arena_alloc(&a, 20000));
+    tl_arena_reset(&a);
+    assert_null(a.blocks);
+
+    assert_non_null(tl_arena_alloc(&a, 3000));
+    assert_non_null(tl_arena_alloc(&a, 3000));
+    tl_arena_reset(&a);
+    assert_non_null(a.blocks);
+    tl_arena_free(&a);
+}
+
+/* Size of event i's value in the request of `count` events built by append_full_request. */
+static size_t full_value_len(size_t count, size_t i)
+{
+    return i % 5 == 4 ? 0 : count * 20 + i * 7;
+}
+
+/*
+ * Appends a ProduceRequest with `count` events whose topics, keys, values and headers all
+ * differ. Most value sizes grow with count, and every fifth value is empty.
+ */
+static void append_full_request(struct tl_buf *out, uint64_t batch_id, size_t count)
+{
+    Twinlane__ProduceRequest req = TWINLANE__PRODUCE_REQUEST__INIT;
+    Twinlane__Event *events = calloc(count, sizeof(*events));
+    Twinlane__Event **event_ptrs = calloc(count, sizeof(*event_ptrs));
+    Twinlane__Header *headers = calloc(count * 2, sizeof(*headers));
+    Twinlane__Header **header_ptrs = calloc(count * 2, sizeof(*header_ptrs));
+    char (*topics)[32] = calloc(count, sizeof(*topics));
+    char (*names)[48] = calloc(count * 2, sizeof(*names));
+    uint8_t **values = calloc(count, sizeof(*values));
+
+    for (size_t i = 0; i < count; i++) {
+        Twinlane__Event *e = &events[i];
+        twinlane__event__init(e);
+        snprintf(topics[i], sizeof(topics[i]), "topic-%zu", i);
+        e->topic = topics[i];
+        e->has_key = i % 3 != 0;
+        e->key.data = (uint8_t *)topics[i];
+        e->key.len = strlen(topics[i]);
+        size_t value_len = full_value_len(count, i);
+        values[i] = malloc(value_len + 1);
+        for (size_t b = 0; b < value_len; b++)
+            values[i][b] = (uint8_t)(batch_id + i + b);
+        e->has_value = true;
+        e->value.data = values[i];
+        e->value.len = value_len;
+        e->n_headers = i % 3;
+        e->headers = &header_ptrs[i * 2];
+        for (size_t h = 0; h < e->n_headers; h++) {
+            Twinlane__Header *header = &headers[i * 2 + h];
+            twinlane__header__init(header);
+            snprintf(names[i * 2 + h], sizeof(names[0]), "h%zu-%zu", i, h);
+            header->name = names[i * 2 + h];
+            header->has_value = true;
+            header->value.data = (uint8_t *)names[i * 2 + h];
+            header->value.len = strlen(names[i * 2 + h]);
+            header_ptrs[i * 2 + h] = header;
+        }
+        event_ptrs[i] = e;
+    }
+    req.batch_id = batch_id;
+    req.n_events = count;
+    req.events = event_ptrs;
+    tl_frame_append(out, &req.base);
+
+    for (size_t i = 0; i < count; i++)
+        free(values[i]);
+    free(values);
+    free(names);
+    free(topics);
+    free(header_ptrs);
+    free(headers);
+    free(event_ptrs);
+    free(events);
+}
+
+/* Checks a request decoded from append_full_request(batch_id, count), pointers included. */
+static void check_full_request(const Twinlane__ProduceRequest *req, uint64_t batch_id,
+                               size_t count)
+{
+    char text[48];
+
+    assert_true(is_max_aligned(req));
+    assert_int_equal(req->batch_id, batch_id);
+    assert_int_equal(req->n_events, count);
+    assert_true(is_max_aligned(req->events));
+    for (size_t i = 0; i < count; i++) {
+        const Twinlane__Event *e = req->events[i];
+        assert_true(is_max_aligned(e));
+        assert_true(is_max_aligned(e->topic));
+        snprintf(text, sizeof(text), "topic-%zu", i);
+        assert_string_equal(e->topic, text);
+
+        assert_int_equal(e->has_key, i % 3 != 0);
+        if (e->has_key) {
+            assert_true(is_max_aligned(e->key.data));
+            assert_int_equal(e->key.len, strlen(text));
+            assert_memory_equal(e->key.data, text, strlen(text));
+        }
+
+        size_t value_len = full_value_len(count, i);
+        assert_true(e->has_value);
+        assert_int_equal(e->value.len, value_len);
+        if (value_len > 0)
+            assert_true(is_max_aligned(e->value.data));
+        for (size_t b = 0; b < value_len; b++)
+            assert_int_equal(e->value.data[b], (uint8_t)(batch_id + i + b));
+
+        assert_int_equal(e->n_headers, i % 3);
+        for (size_t h = 0; h < e->n_headers; h++) {
+            const Twinlane__Header *header = e->headers[h];
+            assert_true(is_max_aligned(header));
+            snprintf(text, sizeof(text), "h%zu-%zu", i, h);
+            assert_string_equal(header->name, text);
+            assert_true(header->has_value);
+            assert_memory_equal(header->value.data, text, strlen(text));
+        }
+    }
+}
+
+/* Decodes the frame in buf through the arena and checks it against the builder's input. */
+static Twinlane__ProduceRequest *decode_full_request(const struct tl_buf *buf,
+                                                     struct tl_arena *arena, uint64_t batch_id,
+                                                     size_t count)
+{
+    Twinlane__ProduceRequest *req = NULL;
+    char err[256] = "";
+
+    assert_int_equal(tl_frame_decode_request_in_arena(buf->data + TL_FRAME_HEADER_BYTES,
+                                                      buf->len - TL_FRAME_HEADER_BYTES, arena,
+                                                      &req, err, sizeof(err)), 0);
+    assert_true(arena->used > 0);
+    check_full_request(req, batch_id, count);
+    return req;
+}
+
+static void arena_decodes_growing_requests(void **state)
+{
+    (void)state;
+    enum { LARGEST = 60 };
+    struct tl_arena arena;
+    struct tl_buf buf;
+
+    tl_arena_init(&arena, 0);
+    for (size_t count = 1; count <= LARGEST; count++) {
+        tl_buf_init(&buf);
+        append_full_request(&buf, 1000 + count, count);
+        Twinlane__ProduceRequest *req = decode_full_request(&buf, &arena, 1000 + count, count);
+        tl_frame_free_request(req, &arena);
+        assert_int_equal(arena.used, 0);
+        tl_buf_free(&buf);
+    }
+
+    /* In steady state the largest request fits the kept block again, at the same address. */
+    tl_buf_init(&buf);
+    append_full_request(&buf, 7, LARGEST);
+    Twinlane__ProduceRequest *req = decode_full_request(&buf, &arena, 7, LARGEST);
+    tl_frame_free_request(req, &arena);
+    uint64_t blocks = arena.blocks_allocated;
+    for (int round = 0; round < 3; round++) {
+        Twinlane__ProduceRequest *again = decode_full_request(&buf, &arena, 7, LARGEST);
+        assert_ptr_equal(again, req);
+        tl_frame_free_request(again, &arena);
+        assert_int_equal(arena.blocks_allocated, blocks);
+    }
+
+    /* A smaller request after the largest one needs no new block either. */
+    tl_buf_free(&buf);
+    tl_buf_init(&buf);
+    append_full_request(&buf, 8, 5);
+    req = decode_full_request(&buf, &arena, 8, 5);
+    tl_frame_free_request(req, &arena);
+    assert_int_equal(arena.blocks_allocated, blocks);
+
+    tl_buf_free(&buf);
+    tl_arena_free(&arena);
+}
+
+static void arena_reset_after_failed_decode(void **state)
+{
+    (void)state;
+    struct tl_arena arena;
+    struct tl_buf buf;
+    Twinlane__ProduceRequest *req = NULL;
+    char err[256] = "";
+    /* batch_id = 1, then an event whose topic declares 127 bytes but contains only 1. */
+    static const uint8_t truncated[] = {0x08, 0x01, 0x12, 0x03, 0x0a, 0x7f, 0x41};
+
+    tl_arena_init(&arena, 0);
+    assert_int_equal(tl_frame_decode_request_in_arena(truncated, sizeof(truncated), &arena, &req,
+                                                      err, sizeof(err)), TL_EPROTO);
+    assert_null(req);
+    assert_non_null(strstr(err, "not a valid ProduceRequest"));
+    assert_int_equal(arena.used, 0);
+
+    tl_buf_init(&buf);
+    append_full_request(&buf, 3, 4);
+    req = decode_full_request(&buf, &arena, 3, 4);
+    tl_frame_free_request(req, &arena);
+    tl_buf_free(&buf);
+    tl_arena_free(&arena);
+}
+
+static void decode_without_arena_uses_malloc(void **state)
+{
+    (void)state;
+    struct tl_buf buf;
+    Twinlane__ProduceRequest *req = NULL;
+
+    tl_buf_init(&buf);
+    append_full_request(&buf, 11, 6);
+    assert_int_equal(tl_frame_decode_request_in_arena(buf.data + TL_FRAME_HEADER_BYTES,
+                                                      buf.len - TL_FRAME_HEADER_BYTES, NULL,
+                                                      &req, NULL, 0), 0);
+    check_full_request(req, 11, 6);
+    tl_frame_free_request(req, NULL);
+    tl_buf_free(&buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +675,11 @@ int main(void)
         cmocka_unit_test(scan_counts_events_and_batch),
         cmocka_unit_test(scan_rejects_nul_in_names),
         cmocka_unit_test(scan_rejects_truncated_fields),
+        cmocka_unit_test(arena_allocations_aligned_and_reused),
+        cmocka_unit_test(arena_keep_max_bounds_retained_block),
+        cmocka_unit_test(arena_decodes_growing_requests),
+        cmocka_unit_test(arena_reset_after_failed_decode),
+        cmocka_unit_test(decode_without_arena_uses_malloc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
