@@ -521,12 +521,14 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
         ing->stats.events_accepted++;
     }
 
-    if (b->remaining > 0) {
+    /*
+     * Regions are not woken here: they send only what the WAL made durable, and the WAL's
+     * progress wakes them (on_wal_progress in agent.c).
+     */
+    if (b->remaining > 0)
         tl_wal_kick(ing->wal);
-        tl_pipeline_wake_regions(ing->pipeline);
-    } else {
+    else
         batch_finish(b);
-    }
     return true;
 }
 
