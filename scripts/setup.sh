@@ -22,7 +22,7 @@ RDKAFKA_PREFIX="$DEPS/librdkafka-$RDKAFKA_VERSION"
 PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libconfig-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libcmocka-dev
-  libmicrohttpd-dev libjansson-dev kcat
+  libmicrohttpd-dev libjansson-dev libjemalloc-dev kcat
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev python3
   openjdk-17-jre-headless maven iproute2 curl ca-certificates
 )
