@@ -83,6 +83,20 @@ struct tl_wal {
     uint64_t persisted_cursor[TL_REGION_COUNT];
     struct tl_ratelimit io_log;
 
+    /*
+     * Acknowledged segments waiting to be unlinked by the reclaim thread, which takes
+     * w->lock only after an unlink, to subtract the bytes freed. Lock order: lock, then
+     * reclaim_lock.
+     */
+    pthread_t reclaim_thread;
+    bool reclaim_started;
+    pthread_mutex_t reclaim_lock;
+    pthread_cond_t reclaim_wake;
+    bool reclaim_stopping;
+    struct segment *reclaim;
+    size_t reclaim_count;
+    size_t reclaim_cap;
+
     atomic_int failing_errno;      /* errno of the last failed write or fsync; 0 after success */
     _Atomic uint64_t ack_seq;
     _Atomic uint64_t written_seq;
@@ -774,6 +788,8 @@ int tl_wal_open(const struct tl_wal_options *opts, struct tl_wal **out,
     w->fd = -1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
+    pthread_mutex_init(&w->reclaim_lock, NULL);
+    pthread_cond_init(&w->reclaim_wake, NULL);
     w->full_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 3);
     w->io_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 3);
 
@@ -1176,41 +1192,64 @@ static void delete_acknowledged_segments(struct tl_wal *w)
             min = w->persisted_cursor[r];
 
     /*
-     * Unlinking a full segment takes milliseconds (about 13 ms for 64 MiB on ext4), so it
-     * happens outside w->lock, which every append takes. Shed mode may remove the oldest
-     * segment under the lock meanwhile, so first_seq is checked again before the entry goes.
+     * Unlinking a full segment takes milliseconds (about 13 ms for 64 MiB on ext4), which
+     * would delay the next fsync and every acknowledgement waiting for it, so the reclaim
+     * thread does it. Readers stop at the floor, which moves at once.
      */
-    for (;;) {
-        pthread_mutex_lock(&w->lock);
-        bool eligible = w->segment_count >= 2 && w->segments[1].first_seq <= min &&
-                        w->segments[0].first_seq != w->fd_segment_seq;
-        uint64_t first_seq = eligible ? w->segments[0].first_seq : 0;
-        char *path = eligible ? tl_xstrdup(w->segments[0].path) : NULL;
-        pthread_mutex_unlock(&w->lock);
-        if (!eligible)
-            return;
-
-        if (unlink(path) != 0 && errno != ENOENT) {
-            tl_log_warn("wal", "cannot delete acknowledged segment file=%s error=\"%s\"", path,
-                        strerror(errno));
-            free(path);
-            return;
+    pthread_mutex_lock(&w->lock);
+    size_t count = 0;
+    while (count + 1 < w->segment_count && w->segments[count + 1].first_seq <= min &&
+           w->segments[count].first_seq != w->fd_segment_seq)
+        count++;
+    if (count > 0) {
+        pthread_mutex_lock(&w->reclaim_lock);
+        if (w->reclaim_count + count > w->reclaim_cap) {
+            w->reclaim_cap = w->reclaim_count + count;
+            w->reclaim = tl_xrealloc(w->reclaim, w->reclaim_cap * sizeof(*w->reclaim));
         }
-        tl_log_debug("wal", "segment deleted file=%s", path);
-        free(path);
-
-        pthread_mutex_lock(&w->lock);
-        if (w->segment_count > 0 && w->segments[0].first_seq == first_seq) {
-            struct segment *old = &w->segments[0];
-            w->disk_bytes -= old->bytes;
-            free(old->path);
-            memmove(&w->segments[0], &w->segments[1],
-                    (w->segment_count - 1) * sizeof(*w->segments));
-            w->segment_count--;
-            atomic_store(&w->floor, w->segments[0].first_seq);
-        }
-        pthread_mutex_unlock(&w->lock);
+        memcpy(&w->reclaim[w->reclaim_count], w->segments, count * sizeof(*w->segments));
+        w->reclaim_count += count;
+        pthread_cond_signal(&w->reclaim_wake);
+        pthread_mutex_unlock(&w->reclaim_lock);
+        memmove(&w->segments[0], &w->segments[count],
+                (w->segment_count - count) * sizeof(*w->segments));
+        w->segment_count -= count;
+        atomic_store(&w->floor, w->segments[0].first_seq);
     }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Unlinks the segments handed over by delete_acknowledged_segments until the WAL closes. */
+static void *reclaim_thread(void *arg)
+{
+    struct tl_wal *w = arg;
+
+    pthread_mutex_lock(&w->reclaim_lock);
+    for (;;) {
+        while (w->reclaim_count == 0 && !w->reclaim_stopping)
+            pthread_cond_wait(&w->reclaim_wake, &w->reclaim_lock);
+        if (w->reclaim_count == 0)
+            break;
+        struct segment old = w->reclaim[0];
+        w->reclaim_count--;
+        memmove(&w->reclaim[0], &w->reclaim[1], w->reclaim_count * sizeof(*w->reclaim));
+        pthread_mutex_unlock(&w->reclaim_lock);
+
+        if (unlink(old.path) != 0 && errno != ENOENT) {
+            /* The bytes stay counted against wal.max_bytes, because they are still on disk. */
+            tl_log_warn("wal", "cannot delete acknowledged segment file=%s error=\"%s\"; every "
+                        "region has its events, so delete it by hand", old.path, strerror(errno));
+        } else {
+            tl_log_debug("wal", "segment deleted file=%s", old.path);
+            pthread_mutex_lock(&w->lock);
+            w->disk_bytes -= old.bytes;
+            pthread_mutex_unlock(&w->lock);
+        }
+        free(old.path);
+        pthread_mutex_lock(&w->reclaim_lock);
+    }
+    pthread_mutex_unlock(&w->reclaim_lock);
+    return NULL;
 }
 
 /* Takes the batches to write; returns how many were taken into *out. */
@@ -1329,7 +1368,12 @@ static void *wal_thread(void *arg)
 int tl_wal_start(struct tl_wal *w, char *err, size_t errsize)
 {
     w->last_persist_ms = tl_now_ms();
-    int rc = pthread_create(&w->thread, NULL, wal_thread, w);
+    int rc = pthread_create(&w->reclaim_thread, NULL, reclaim_thread, w);
+    if (rc != 0)
+        return tl_error(err, errsize, TL_EIO, "cannot start the WAL reclaim thread: %s",
+                        strerror(rc));
+    w->reclaim_started = true;
+    rc = pthread_create(&w->thread, NULL, wal_thread, w);
     if (rc != 0)
         return tl_error(err, errsize, TL_EIO, "cannot start the WAL thread: %s", strerror(rc));
     w->thread_started = true;
@@ -1347,6 +1391,16 @@ void tl_wal_close(struct tl_wal *w)
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
     }
+    if (w->reclaim_started) {
+        pthread_mutex_lock(&w->reclaim_lock);
+        w->reclaim_stopping = true;
+        pthread_cond_signal(&w->reclaim_wake);
+        pthread_mutex_unlock(&w->reclaim_lock);
+        pthread_join(w->reclaim_thread, NULL);
+    }
+    for (size_t i = 0; i < w->reclaim_count; i++)
+        free(w->reclaim[i].path);
+    free(w->reclaim);
     if (w->fd >= 0) {
         if (w->cfg->wal_fsync != TL_FSYNC_OFF && fdatasync(w->fd) != 0)
             tl_log_error("wal", "final fdatasync failed dir=%s error=\"%s\"", w->dir,
@@ -1369,6 +1423,8 @@ void tl_wal_close(struct tl_wal *w)
     free(w->segments);
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
+    pthread_mutex_destroy(&w->reclaim_lock);
+    pthread_cond_destroy(&w->reclaim_wake);
     free(w->dir);
     free(w);
 }

@@ -51,8 +51,9 @@
  *
  * Cursors are persisted every 200 ms (when they moved) and at close, which bounds what a
  * region receives twice after a crash; segments whose records all lie below
- * every region's cursor are deleted after that. The quota wal.max_bytes counts segment files
- * plus unwritten batches.
+ * every region's cursor are deleted after that, by a reclaim thread of their own so that a
+ * slow unlink never delays an fsync. The quota wal.max_bytes counts segment files still on
+ * disk plus unwritten batches.
  *
  * Threads: open, start and close on the main thread; append, kick and the queries marked so on
  * the event loop thread; cursors and readers on region threads; everything else internal.
@@ -117,7 +118,7 @@ struct tl_wal_stats {
 int tl_wal_open(const struct tl_wal_options *opts, struct tl_wal **out,
                 struct tl_wal_recovery *recovery, char *err, size_t errsize);
 
-/* Starts the WAL thread. Returns 0 or TL_EIO. */
+/* Starts the WAL and reclaim threads. Returns 0 or TL_EIO. */
 int tl_wal_start(struct tl_wal *w, char *err, size_t errsize);
 
 /* Writes what is buffered, syncs, persists the cursors, stops the thread and frees. NULL ok. */

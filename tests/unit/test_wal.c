@@ -270,17 +270,24 @@ static void wait_acked(struct fixture *f, uint64_t seq)
 }
 
 /* Waits until the WAL has at most max_segments segments; fails after WAIT_MS. */
+static size_t count_segment_files(const char *dir);
+
+/*
+ * Waits until the WAL lists at most max_segments segments and as few files are left on disk:
+ * the reclaim thread unlinks a segment shortly after the WAL drops it from its list.
+ */
 static void wait_segments_at_most(struct fixture *f, uint64_t max_segments)
 {
     int64_t deadline = tl_now_ms() + WAIT_MS;
     struct tl_wal_stats stats;
     for (;;) {
         tl_wal_get_stats(f->w, &stats);
-        if (stats.segments <= max_segments)
+        size_t files = count_segment_files(f->wal_dir);
+        if (stats.segments <= max_segments && files <= max_segments)
             return;
         if (tl_now_ms() > deadline)
-            fail_msg("the WAL still holds %" PRIu64 " segments, expected at most %" PRIu64,
-                     stats.segments, max_segments);
+            fail_msg("the WAL still lists %" PRIu64 " segments and %zu files are on disk, "
+                     "expected at most %" PRIu64, stats.segments, files, max_segments);
         usleep(10000);
     }
 }
