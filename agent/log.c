@@ -38,6 +38,13 @@ bool tl_log_parse_level(const char *name, enum tl_log_level *level)
     return false;
 }
 
+int64_t tl_elapsed_us(const struct timespec *start, const struct timespec *end)
+{
+    int64_t ns = ((int64_t)end->tv_sec - (int64_t)start->tv_sec) * 1000000000 +
+                 ((int64_t)end->tv_nsec - (int64_t)start->tv_nsec);
+    return ns / 1000;
+}
+
 int64_t tl_now_ms(void)
 {
     struct timespec ts;

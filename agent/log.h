@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <pthread.h>
 
 enum tl_log_level {
@@ -66,5 +67,7 @@ bool tl_ratelimit_allow(struct tl_ratelimit *rl, uint64_t *suppressed);
 int64_t tl_now_ms(void);
 /* Milliseconds since the Unix epoch on CLOCK_REALTIME, for timestamps. */
 int64_t tl_wallclock_ms(void);
+/* Microseconds from start to end, negative when end is earlier. */
+int64_t tl_elapsed_us(const struct timespec *start, const struct timespec *end);
 
 #endif

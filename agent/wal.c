@@ -1009,18 +1009,16 @@ static void log_io_error(struct tl_wal *w, const char *what, const char *path, i
 
 static int timed_fsync(struct tl_wal *w, const char *path)
 {
-    int64_t start = tl_now_ms();
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = fdatasync(w->fd);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    (void)start;
     if (rc != 0) {
         log_io_error(w, "fdatasync", path, errno);
         return -1;
     }
-    uint64_t us = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-                  (uint64_t)(t1.tv_nsec - t0.tv_nsec) / 1000;
+    int64_t elapsed = tl_elapsed_us(&t0, &t1);
+    uint64_t us = elapsed > 0 ? (uint64_t)elapsed : 0;
     pthread_mutex_lock(&w->lock);
     w->stats.fsyncs++;
     w->stats.fsync_us_total += us;

@@ -1714,10 +1714,23 @@ static void empty_directory_starts_at_one(void **state)
     assert_int_equal(tl_wal_floor(f->w), 1);
 }
 
+/* fsync durations: a nanosecond part that wraps at a second boundary stays correct. */
+static void elapsed_us_across_second(void **state)
+{
+    (void)state;
+    struct timespec start = {.tv_sec = 5, .tv_nsec = 999900000};
+    struct timespec end = {.tv_sec = 6, .tv_nsec = 100000};
+    assert_int_equal(tl_elapsed_us(&start, &end), 200);
+    assert_int_equal(tl_elapsed_us(&end, &start), -200);
+    struct timespec later = {.tv_sec = 8, .tv_nsec = 0};
+    assert_int_equal(tl_elapsed_us(&start, &later), 2000100);
+}
+
 int main(void)
 {
     tl_log_set_level(TL_LOG_ERROR);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(elapsed_us_across_second),
 #define WAL_TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         WAL_TEST(append_then_read_from_first),
         WAL_TEST(read_from_middle_seq),
