@@ -32,6 +32,7 @@ struct tl_pipeline {
     size_t max_events;
     size_t max_bytes;
     uint64_t head;                /* next sequence number expected */
+    _Atomic uint64_t published_head; /* head, for region threads without the lock */
     uint64_t tail;                /* lowest sequence number possibly held */
     size_t bytes;
     size_t count;
@@ -65,6 +66,7 @@ struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events
     p->max_events = max_events;
     p->max_bytes = max_bytes;
     p->head = p->tail = p->durable_mark = first_seq;
+    atomic_store(&p->published_head, first_seq);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         p->region_wake_fd[r] = -1;
     p->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -127,6 +129,7 @@ void tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev)
     p->head++;
     p->bytes += ev->bytes;
     p->count++;
+    atomic_store(&p->published_head, p->head);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -149,6 +152,11 @@ static struct tl_event *lookup_locked(struct tl_pipeline *p, uint64_t seq)
         return NULL;
     struct tl_event *ev = p->ring[seq & (p->cap - 1)];
     return ev && ev->seq == seq ? ev : NULL;
+}
+
+uint64_t tl_pipeline_head(struct tl_pipeline *p)
+{
+    return atomic_load(&p->published_head);
 }
 
 struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq)

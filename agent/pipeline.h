@@ -62,6 +62,12 @@ void tl_pipeline_wake_regions(struct tl_pipeline *p);
 struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq);
 
 /*
+ * Returns the sequence number the next append will have: every event below it has been
+ * appended (and possibly answered since). Any thread.
+ */
+uint64_t tl_pipeline_head(struct tl_pipeline *p);
+
+/*
  * Takes new references to the live events with sequence numbers seq, seq + 1, ... into out,
  * up to max of them, under one lock. Returns how many: fewer than max where the run of held
  * events ends (the region reads the rest from the WAL). Region thread.

@@ -803,6 +803,14 @@ static void pump(struct tl_region *r)
      * region may hold is still in the WAL, so its sequence number is never given to another.
      */
     uint64_t durable = tl_wal_ack_seq(r->wal);
+    /*
+     * The WAL thread may make an event durable before the event loop has appended it to the
+     * pipeline. Sent then (as a WAL copy), its result could arrive before the append and
+     * would be lost, leaving the producer unanswered; so sending stops at the pipeline's head.
+     */
+    uint64_t appended = tl_pipeline_head(r->pipeline);
+    if (appended < durable)
+        durable = appended;
     while (!r->resend && !r->fatal && r->send_seq - r->cursor < r->window_cap &&
            r->send_seq < durable) {
         if (limited && r->backfill_tokens < 1.0)
