@@ -131,11 +131,15 @@ static void flush_reports(struct tl_region *r)
 {
     if (r->report_count == 0)
         return;
+    uint64_t delivered = 0;
     pthread_mutex_lock(&r->positions_lock);
     for (size_t i = 0; i < r->report_count; i++) {
         const struct tl_report *rep = &r->reports[i];
         const struct tl_event *ev = rep->ev;
-        if (rep->err || ev->topic < 0 || ev->partition >= r->partition_counts[ev->topic])
+        if (rep->err)
+            continue;
+        delivered++;
+        if (ev->topic < 0 || ev->partition >= r->partition_counts[ev->topic])
             continue;
         struct tl_position *pos = &r->positions[r->position_base[ev->topic] + ev->partition];
         if (ev->seq > pos->seq) {
@@ -144,6 +148,7 @@ static void flush_reports(struct tl_region *r)
         }
     }
     pthread_mutex_unlock(&r->positions_lock);
+    atomic_fetch_add(&r->delivered, delivered);
     tl_pipeline_report_many(r->pipeline, r->index, r->reports, r->report_count);
     for (size_t i = 0; i < r->report_count; i++)
         tl_event_unref(r->reports[i].ev);
@@ -157,7 +162,10 @@ static void serve(struct tl_region *r, int timeout_ms)
     flush_reports(r);
 }
 
-/* Records a final result (success or a per-event failure) for ev in this region. */
+/*
+ * Records a final result (success or a per-event failure) for ev in this region. Takes over
+ * the caller's reference, which the queued report keeps until flush_reports.
+ */
 static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp_err_t err,
                          int64_t offset)
 {
@@ -173,7 +181,6 @@ static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp
                         r->name, ev->seq, ev->topic_name, ev->partition, rd_kafka_err2name(err),
                         suppressed);
     } else {
-        atomic_fetch_add(&r->delivered, 1);
         r->resend_backoff_ms = RESEND_BACKOFF_MIN_MS;
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;
@@ -182,7 +189,6 @@ static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp
     }
     if (r->report_count == TL_REGION_BATCH)
         flush_reports(r);
-    atomic_fetch_add(&ev->refs, 1); /* the report's, dropped by flush_reports */
     r->reports[r->report_count++] = (struct tl_report){.ev = ev, .err = err, .offset = offset};
     advance_cursor(r);
 }
@@ -261,11 +267,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     }
     struct tl_event *ev = msg->_private;
     r->inflight--;
-    if (msg->err == 0 || error_is_per_event(msg->err))
+    if (msg->err == 0 || error_is_per_event(msg->err)) {
         finish_event(r, ev, msg->err, msg->err ? -1 : msg->offset);
-    else
+    } else {
         schedule_resend(r, ev, msg->err);
-    tl_event_unref(ev);
+        tl_event_unref(ev);
+    }
 }
 
 static int set_property(rd_kafka_conf_t *conf, const char *region, const char *name,
@@ -571,21 +578,45 @@ int tl_region_prepare_heartbeats(struct tl_region *r, int timeout_ms, char *err,
     return 0;
 }
 
-/* Builds the record headers; returns an object librdkafka takes ownership of on success. */
+/* Writes v in decimal to out (at least 20 bytes, no terminator); returns the length. */
+static size_t format_u64(char *out, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = digits[n - 1 - i];
+    return n;
+}
+
+/*
+ * Builds the record headers; returns an object librdkafka takes ownership of on success. The
+ * numbers are formatted by hand: snprintf cost about 3 % of the agent's CPU here.
+ */
 static rd_kafka_headers_t *make_headers(const struct tl_region *r, const struct tl_event *ev)
 {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(ev->header_count + 3);
-    char id[128];
+    char id[96]; /* agent ids have at most 64 characters, then ':' and 20 digits */
     char ts[32];
 
     for (size_t i = 0; i < ev->header_count; i++)
         rd_kafka_header_add(hdrs, ev->headers[i].name, -1, ev->headers[i].value,
                             ev->headers[i].value ? (ssize_t)ev->headers[i].value_len : 0);
-    int id_len = snprintf(id, sizeof(id), "%s:%" PRIu64, r->cfg->agent_id, ev->seq);
-    rd_kafka_header_add(hdrs, "twinlane-id", -1, id, id_len);
+    size_t id_len = strlen(r->cfg->agent_id);
+    memcpy(id, r->cfg->agent_id, id_len);
+    id[id_len++] = ':';
+    id_len += format_u64(id + id_len, ev->seq);
+    rd_kafka_header_add(hdrs, "twinlane-id", -1, id, (ssize_t)id_len);
     rd_kafka_header_add(hdrs, "twinlane-origin", -1, r->cfg->home_region, -1);
-    int ts_len = snprintf(ts, sizeof(ts), "%" PRId64, ev->ingest_ms);
-    rd_kafka_header_add(hdrs, "twinlane-ts", -1, ts, ts_len);
+    size_t ts_len = 0;
+    if (ev->ingest_ms < 0)
+        ts[ts_len++] = '-';
+    ts_len += format_u64(ts + ts_len, ev->ingest_ms < 0 ? 0 - (uint64_t)ev->ingest_ms
+                                                        : (uint64_t)ev->ingest_ms);
+    rd_kafka_header_add(hdrs, "twinlane-ts", -1, ts, (ssize_t)ts_len);
     return hdrs;
 }
 
@@ -615,11 +646,12 @@ static bool produce_one(struct tl_region *r, struct tl_event *ev)
         return false;
 
     r->send_seq = ev->seq + 1;
-    if (error_is_per_event(kerr))
+    if (error_is_per_event(kerr)) {
         finish_event(r, ev, kerr, -1);
-    else
+    } else {
         schedule_resend(r, ev, kerr);
-    tl_event_unref(ev);
+        tl_event_unref(ev);
+    }
     return true;
 }
 
@@ -718,7 +750,6 @@ static struct tl_event *next_event(struct tl_region *r, uint64_t limit)
                      "seq=%" PRIu64 " topic=%s", r->name, ev->seq, ev->topic_name);
         r->send_seq = ev->seq + 1;
         finish_event(r, ev, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC, -1);
-        tl_event_unref(ev);
         return NULL;
     }
     return ev;

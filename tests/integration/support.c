@@ -295,6 +295,9 @@ void it_consume(const char *bootstrap, const char *topic, struct it_records *out
             r->origin = header_value(m, "twinlane-origin");
             char *ts = header_value(m, "twinlane-ts");
             r->has_ts = ts != NULL;
+            char record_ts[32];
+            snprintf(record_ts, sizeof(record_ts), "%" PRId64, rd_kafka_message_timestamp(m, NULL));
+            r->ts_matches = ts != NULL && strcmp(ts, record_ts) == 0;
             free(ts);
         }
         rd_kafka_message_destroy(m);

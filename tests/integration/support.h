@@ -33,6 +33,7 @@ struct it_record {
     char *id;               /* twinlane-id header, NULL if missing */
     char *origin;           /* twinlane-origin header, NULL if missing */
     bool has_ts;            /* twinlane-ts header present */
+    bool ts_matches;        /* ... and equal, in decimal, to the record timestamp */
 };
 
 struct it_records {

@@ -138,6 +138,7 @@ static void check_region(const char *region, struct it_records *recs, const stru
             assert_non_null(r->origin);
             assert_string_equal(r->origin, "east");
             assert_true(r->has_ts);
+            assert_true(r->ts_matches);
         }
     }
     assert_int_equal(pos, recs->count);
