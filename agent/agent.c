@@ -93,8 +93,16 @@ static void on_wal_progress(struct tl_watch *w, uint32_t events)
     ssize_t ignored = read(w->fd, &count, sizeof(count));
     (void)ignored;
     tl_ingest_handle_completions(a->ingest);
-    /* Regions send only what the WAL holds durably, so they wait for this too. */
-    tl_pipeline_wake_regions(a->pipeline);
+    /*
+     * The WAL wakes the regions itself, but an event can become durable before this thread
+     * has appended it to the pipeline, and regions send only appended events: wake them
+     * again now that every append before this notification is done.
+     */
+    uint64_t one = 1;
+    for (int r = 0; r < TL_REGION_COUNT; r++) {
+        ignored = write(a->regions[r]->wake_fd, &one, sizeof(one));
+        (void)ignored;
+    }
 }
 
 static void on_admin_request(struct tl_watch *w, uint32_t events)
@@ -367,6 +375,9 @@ int tl_agent_run(const struct tl_config *cfg, const struct tl_agent_options *opt
                             errsize);
     if (rc == 0) {
         tl_ingest_set_timelines(a.ingest, a.timelines);
+        /* Regions send only what the WAL holds durably, so its progress wakes them. */
+        for (int r = 0; r < TL_REGION_COUNT; r++)
+            tl_wal_add_waiter(a.wal, a.regions[r]->wake_fd);
         rc = tl_wal_start(a.wal, err, errsize);
     }
     if (rc != 0)

@@ -36,7 +36,6 @@ struct tl_pipeline {
     uint64_t tail;                /* lowest sequence number possibly held */
     size_t bytes;
     size_t count;
-    int region_wake_fd[TL_REGION_COUNT];
 
     pthread_mutex_t done_lock;    /* done_head, done_tail */
     struct tl_event *done_head;
@@ -67,8 +66,6 @@ struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events
     p->max_bytes = max_bytes;
     p->head = p->tail = p->durable_mark = first_seq;
     atomic_store(&p->published_head, first_seq);
-    for (int r = 0; r < TL_REGION_COUNT; r++)
-        p->region_wake_fd[r] = -1;
     p->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (p->done_fd < 0)
         tl_panic("eventfd failed: %s", strerror(errno));
@@ -96,11 +93,6 @@ void tl_pipeline_free(struct tl_pipeline *p)
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->done_lock);
     free(p);
-}
-
-void tl_pipeline_set_region_wake_fd(struct tl_pipeline *p, int region, int fd)
-{
-    p->region_wake_fd[region] = fd;
 }
 
 bool tl_pipeline_has_room(struct tl_pipeline *p, size_t events, size_t bytes)
@@ -131,18 +123,6 @@ void tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev)
     p->count++;
     atomic_store(&p->published_head, p->head);
     pthread_mutex_unlock(&p->lock);
-}
-
-void tl_pipeline_wake_regions(struct tl_pipeline *p)
-{
-    uint64_t one = 1;
-    for (int r = 0; r < TL_REGION_COUNT; r++) {
-        if (p->region_wake_fd[r] < 0)
-            continue;
-        /* EAGAIN means the counter is already non-zero: the region will wake anyway. */
-        ssize_t ignored = write(p->region_wake_fd[r], &one, sizeof(one));
-        (void)ignored;
-    }
 }
 
 /* Returns the held event with sequence number seq, or NULL. Caller holds p->lock. */

@@ -40,9 +40,6 @@ struct tl_pipeline *tl_pipeline_new(enum tl_ack_policy policy, size_t max_events
 /* Frees the pipeline; events still held lose the pipeline's reference. */
 void tl_pipeline_free(struct tl_pipeline *p);
 
-/* Registers the eventfd a region thread waits on; tl_pipeline_wake_regions writes to it. */
-void tl_pipeline_set_region_wake_fd(struct tl_pipeline *p, int region, int fd);
-
 /* Returns whether `events` more events of `bytes` bytes fit now. Event loop thread. */
 bool tl_pipeline_has_room(struct tl_pipeline *p, size_t events, size_t bytes);
 
@@ -51,9 +48,6 @@ bool tl_pipeline_has_room(struct tl_pipeline *p, size_t events, size_t bytes);
  * pipeline takes one reference. Event loop thread.
  */
 void tl_pipeline_append(struct tl_pipeline *p, struct tl_event *ev);
-
-/* Wakes the region threads, after the WAL made more events durable. Event loop thread. */
-void tl_pipeline_wake_regions(struct tl_pipeline *p);
 
 /*
  * Returns the live event with sequence number seq and a new reference to it, or NULL when it

@@ -432,7 +432,6 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
     rc = create_producer(r, err, errsize);
     if (rc != 0)
         goto fail;
-    tl_pipeline_set_region_wake_fd(pipeline, index, r->wake_fd);
 
     tl_log_info("region", "producer created region=%s bootstrap=%s idempotence=true acks=all",
                 r->name, bootstrap);

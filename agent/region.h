@@ -14,8 +14,9 @@
  *   - a fatal producer error (rd_kafka_fatal_error): the producer is destroyed and built
  *     again, and sending restarts from the cursor.
  * The cursor (every event below it is final in this region) goes to the WAL, which persists it.
- * Waking is event-driven: the pipeline writes to wake_fd after appends, and librdkafka writes
- * to a pipe when delivery reports are ready, so the thread sleeps in poll(2) otherwise.
+ * Waking is event-driven: the WAL writes to wake_fd when more events are durable, and
+ * librdkafka writes to a pipe when delivery reports are ready, so the thread sleeps in poll(2)
+ * otherwise.
  *
  * Every record carries the event's own headers plus:
  *   twinlane-id      "<agent id>:<sequence number>", unique per agent across restarts
@@ -110,7 +111,7 @@ struct tl_region {
     pthread_t thread;
     bool thread_started;
     atomic_bool stopping;
-    int wake_fd;                      /* eventfd written by the pipeline */
+    int wake_fd;                      /* eventfd written by the WAL (tl_wal_add_waiter) */
     int rk_pipe[2];                   /* librdkafka signals ready delivery reports here */
 
     /* Counters, read by any thread. */

@@ -54,6 +54,8 @@ struct tl_wal {
     const struct tl_config *cfg;
     char *dir;
     int notify_fd;
+    int waiter_fds[TL_WAL_MAX_WAITERS]; /* also written when ack_seq advances */
+    size_t waiter_count;
     pthread_t thread;
     bool thread_started;
 
@@ -987,11 +989,22 @@ void tl_wal_get_stats(struct tl_wal *w, struct tl_wal_stats *stats)
 
 static void notify(struct tl_wal *w)
 {
+    uint64_t one = 1;
+    for (size_t i = 0; i < w->waiter_count; i++) {
+        ssize_t ignored = write(w->waiter_fds[i], &one, sizeof(one));
+        (void)ignored;
+    }
     if (w->notify_fd < 0)
         return;
-    uint64_t one = 1;
     ssize_t ignored = write(w->notify_fd, &one, sizeof(one));
     (void)ignored;
+}
+
+void tl_wal_add_waiter(struct tl_wal *w, int fd)
+{
+    if (w->waiter_count == TL_WAL_MAX_WAITERS)
+        tl_panic("more than %d WAL waiters", TL_WAL_MAX_WAITERS);
+    w->waiter_fds[w->waiter_count++] = fd;
 }
 
 static void log_io_error(struct tl_wal *w, const char *what, const char *path, int error)

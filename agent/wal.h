@@ -118,6 +118,15 @@ struct tl_wal_stats {
 int tl_wal_open(const struct tl_wal_options *opts, struct tl_wal **out,
                 struct tl_wal_recovery *recovery, char *err, size_t errsize);
 
+#define TL_WAL_MAX_WAITERS 4
+
+/*
+ * Adds an eventfd that is written, like notify_fd, whenever ack_seq advances: region threads
+ * waiting to send durable events wake without a detour through the event loop. Before
+ * tl_wal_start.
+ */
+void tl_wal_add_waiter(struct tl_wal *w, int fd);
+
 /* Starts the WAL and reclaim threads. Returns 0 or TL_EIO. */
 int tl_wal_start(struct tl_wal *w, char *err, size_t errsize);
 

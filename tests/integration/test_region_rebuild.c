@@ -109,6 +109,8 @@ static void fatal_error_rebuilds_producer(void **state)
         tl_region_attach(regions[r], regions, &timelines[r]);
         assert_int_equal(tl_region_start(regions[r], err, sizeof(err)), 0);
     }
+    for (int r = 0; r < 2; r++)
+        tl_wal_add_waiter(wal, regions[r]->wake_fd);
     assert_int_equal(tl_wal_start(wal, err, sizeof(err)), 0);
 
     /* Half the events, a fatal error in east, then the other half. */
@@ -124,7 +126,6 @@ static void fatal_error_rebuilds_producer(void **state)
         tl_pipeline_append(pipeline, ev);
         if (i % 100 == 99) {
             tl_wal_kick(wal);
-            tl_pipeline_wake_regions(pipeline);
             tl_pipeline_dispatch(pipeline, tl_wal_ack_seq(wal), ignore_answer, NULL);
         }
     }
@@ -133,7 +134,6 @@ static void fatal_error_rebuilds_producer(void **state)
     /* Generous bound: both cursors reach the WAL head. */
     uint64_t head = rec.next_seq + EVENTS;
     for (int i = 0; i < 600; i++) {
-        tl_pipeline_wake_regions(pipeline);
         tl_pipeline_dispatch(pipeline, tl_wal_ack_seq(wal), ignore_answer, NULL);
         if (atomic_load(&regions[0]->published_cursor) == head &&
             atomic_load(&regions[1]->published_cursor) == head)
