@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@ static const char SEGMENT_MAGIC[8] = {'T', 'W', 'L', 'N', 'W', 'A', 'L', '1'};
 #define MAX_UNWRITTEN_BYTES (64u << 20)
 #define TRUNCATE_STEP_BYTES ((off_t)4 << 20)
 #define TRUNCATE_PAUSE_US 2000
+/* Name suffix of an acknowledged segment the reclaim thread is deleting. */
+#define RECLAIM_SUFFIX ".deleting"
 #define NULL_VALUE_LEN 0xFFFFFFFFu
 /* Smallest record the recovery scan accepts: record header plus the fixed payload fields. */
 #define MIN_RECORD_BYTES (TL_WAL_RECORD_HEADER_BYTES + TL_WAL_PAYLOAD_FIXED_BYTES)
@@ -372,7 +375,11 @@ static int compare_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Lists segment file names as sequence numbers, ascending. */
+/*
+ * Lists segment file names as sequence numbers, ascending. Removes the segments that the
+ * reclaim thread had renamed for deletion (RECLAIM_SUFFIX) when the agent stopped: every
+ * region had their events.
+ */
 static int list_segments(const char *dir, uint64_t **out, size_t *count, char *err, size_t errsize)
 {
     DIR *d = opendir(dir);
@@ -384,8 +391,17 @@ static int list_segments(const char *dir, uint64_t **out, size_t *count, char *e
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
-        if (len != 24 || strcmp(de->d_name + 20, ".wal") != 0 ||
-            strspn(de->d_name, "0123456789") != 20)
+        if (strspn(de->d_name, "0123456789") != 20)
+            continue;
+        if (strcmp(de->d_name + 20, ".wal" RECLAIM_SUFFIX) == 0) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            if (unlink(path) == 0)
+                tl_log_info("wal", "removed an acknowledged segment whose deletion a stop "
+                            "interrupted file=%s", path);
+            continue;
+        }
+        if (len != 24 || strcmp(de->d_name + 20, ".wal") != 0)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
@@ -1270,17 +1286,38 @@ static void *reclaim_thread(void *arg)
         memmove(&w->reclaim[0], &w->reclaim[1], w->reclaim_count * sizeof(*w->reclaim));
         pthread_mutex_unlock(&w->reclaim_lock);
 
-        if (gently)
-            shrink_gradually(old.path);
+        /*
+         * The bytes leave the quota before the file goes, so that a writer waiting for room
+         * sees it as soon as the segment is no longer listed; they come back if deleting fails.
+         */
+        pthread_mutex_lock(&w->lock);
+        w->disk_bytes -= old.bytes;
+        pthread_mutex_unlock(&w->lock);
+
+        /*
+         * Renamed first, so that a crash while the file shrinks leaves no short segment
+         * behind: the next start removes the renamed file instead of reading it.
+         */
+        size_t path_len = strlen(old.path) + sizeof(RECLAIM_SUFFIX);
+        char *doomed = tl_xmalloc(path_len);
+        snprintf(doomed, path_len, "%s%s", old.path, RECLAIM_SUFFIX);
+        if (rename(old.path, doomed) == 0) {
+            free(old.path);
+            old.path = doomed;
+            if (gently)
+                shrink_gradually(old.path);
+        } else {
+            free(doomed);
+        }
         if (unlink(old.path) != 0 && errno != ENOENT) {
-            /* The bytes stay counted against wal.max_bytes, because they are still on disk. */
             tl_log_warn("wal", "cannot delete acknowledged segment file=%s error=\"%s\"; every "
                         "region has its events, so delete it by hand", old.path, strerror(errno));
+            /* Still on disk, so still counted against wal.max_bytes. */
+            pthread_mutex_lock(&w->lock);
+            w->disk_bytes += old.bytes;
+            pthread_mutex_unlock(&w->lock);
         } else {
             tl_log_debug("wal", "segment deleted file=%s", old.path);
-            pthread_mutex_lock(&w->lock);
-            w->disk_bytes -= old.bytes;
-            pthread_mutex_unlock(&w->lock);
         }
         free(old.path);
         pthread_mutex_lock(&w->reclaim_lock);

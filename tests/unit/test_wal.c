@@ -1586,6 +1586,26 @@ static void cursors_default_to_oldest_record(void **state)
     assert_int_equal(f->rec.cursor[1], 1);
 }
 
+/*
+ * A stop while the reclaim thread shrank an acknowledged segment leaves it renamed and short.
+ * The next start removes it instead of reading it as a damaged segment.
+ */
+static void interrupted_deletion_removed_at_open(void **state)
+{
+    struct fixture *f = *state;
+    write_closed_wal(f, 3);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%020d.wal.deleting", f->wal_dir, 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "torn", 4), 4);
+    close(fd);
+
+    assert_int_equal(open_wal(f, false), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(f->rec.next_seq, 4);
+}
+
 static void acknowledged_segments_deleted(void **state)
 {
     struct fixture *f = *state;
@@ -1773,6 +1793,7 @@ int main(void)
         WAL_TEST(cursors_persist_across_reopen),
         WAL_TEST(cursors_default_to_oldest_record),
         WAL_TEST(acknowledged_segments_deleted),
+        WAL_TEST(interrupted_deletion_removed_at_open),
         WAL_TEST(sequence_continues_after_reopen),
         WAL_TEST(sequence_continues_without_segments),
         WAL_TEST(empty_directory_starts_at_one),
