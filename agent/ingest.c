@@ -572,7 +572,7 @@ static void conn_process(struct tl_conn *c)
 
         /* Count the events before unpacking: unpacking allocates per event. */
         size_t events;
-        uint64_t batch_id;
+        uint64_t batch_id = 0;
         if (tl_frame_scan_request(payload, len, &events, &batch_id, err, sizeof(err)) != 0) {
             log_bad_frame(ing, c, err);
             send_frame_error(c, batch_id, TWINLANE__STATUS__INVALID, err);

@@ -335,6 +335,8 @@ int tl_frame_scan_request(const uint8_t *payload, size_t len, size_t *events, ui
 {
     struct scan_state st = {0};
 
+    *events = 0;
+    *batch_id = 0;
     if (!walk_fields(payload, payload + len, scan_request, &st))
         return tl_error(err, errsize, TL_EPROTO,
                         "frame of %zu bytes is not a valid ProduceRequest protobuf message", len);

@@ -366,9 +366,15 @@ static void scan_rejects_truncated_fields(void **state)
     };
     static const size_t lengths[] = {3, 3, 2, 5};
 
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < 4; i++) {
+        events = 7;
+        batch_id = 0x7f00deadbeef;
         assert_int_equal(tl_frame_scan_request(cases[i], lengths[i], &events, &batch_id, NULL, 0),
                          TL_EPROTO);
+        /* The error answer carries batch_id, so it must never be left over from before. */
+        assert_int_equal(batch_id, 0);
+        assert_int_equal(events, 0);
+    }
 }
 
 static bool is_max_aligned(const void *p)
