@@ -705,12 +705,25 @@ static struct tl_event *next_event(struct tl_region *r, uint64_t limit)
         int rc = tl_wal_reader_next(r->reader, &ev, err, sizeof(err));
         if (rc == 0)
             return NULL;
-        if (rc < 0) {
+        if (rc == TL_EPROTO) {
+            /*
+             * A damaged record cannot be skipped without the region silently missing events,
+             * and retrying cannot repair it: fence the region, so producers are answered
+             * without it, and say what to do.
+             */
+            tl_log_error("region", "damaged WAL record, fencing the region region=%s seq=%"
+                         PRIu64 " error=\"%s\" action=\"restore the segment and unfence the "
+                         "region, or restart the agent with --salvage-wal (the damaged events "
+                         "are then lost for this region)\"", r->name, r->send_seq, err);
+            tl_region_request_fence(r, true, "agent (damaged WAL record)");
+        } else if (rc < 0) {
             uint64_t suppressed;
             if (tl_ratelimit_allow(&r->error_log, &suppressed))
                 tl_log_error("region", "cannot read the WAL region=%s seq=%" PRIu64
                              " error=\"%s\" suppressed=%" PRIu64, r->name, r->send_seq, err,
                              suppressed);
+        }
+        if (rc < 0) {
             tl_wal_reader_close(r->reader);
             r->reader = NULL;
             return NULL;
@@ -835,8 +848,8 @@ static void pump(struct tl_region *r)
     uint64_t durable = tl_wal_ack_seq(r->wal);
     /*
      * The WAL thread may make an event durable before the event loop has appended it to the
-     * pipeline. Sent then (as a WAL copy), its result could arrive before the append and
-     * would be lost, leaving the producer unanswered; so sending stops at the pipeline's head.
+     * pipeline. Sent then (as a WAL copy), its result could arrive before the append and be
+     * lost, and the producer would never get an answer. So sending stops at the pipeline's head.
      */
     uint64_t appended = tl_pipeline_head(r->pipeline);
     if (appended < durable)

@@ -1287,8 +1287,8 @@ static void *reclaim_thread(void *arg)
         pthread_mutex_unlock(&w->reclaim_lock);
 
         /*
-         * The bytes leave the quota before the file goes, so that a writer waiting for room
-         * sees it as soon as the segment is no longer listed; they come back if deleting fails.
+         * The bytes leave the quota before the file goes, so that appends waiting for room
+         * succeed as soon as the segment is no longer listed. They return if deleting fails.
          */
         pthread_mutex_lock(&w->lock);
         w->disk_bytes -= old.bytes;

@@ -689,6 +689,80 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
     }
 }
 
+/*
+ * A WAL record damaged while a region was down: when the region returns, the agent fences it
+ * with an error that names the fix, instead of stalling it, and producers still get answers.
+ */
+static void damaged_wal_record_fences_region(void **state)
+{
+    (void)state;
+    static const char *const topics[] = {"events:1", NULL};
+    char dir[200], config[2048], err[256];
+    struct tally tally = {0};
+    struct it_mock mocks[2];
+
+    it_make_dir("wal-damage", dir, sizeof(dir));
+    it_mock_start(&mocks[0], dir, "east", topics);
+    it_mock_start(&mocks[1], dir, "west", topics);
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-damage\"; home_region = \"east\"; data_dir = \"@DIR@/data\";\n"
+             "          ack = \"all\"; };\n"
+             "wal = { segment_bytes = 1048576; };\n"
+             "listen = { max_event_bytes = 65536; };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
+             "topics = ( { name = \"events\"; partitions = 1; } );\n",
+             mocks[0].bootstrap, mocks[1].bootstrap);
+    struct it_agent agent;
+    it_agent_start(&agent, "wal-damage-agent", config, NULL);
+
+    /* West is down while 40 events of 20 KB go to east alone. */
+    it_mock_command(&mocks[1], "all-down");
+    static char value[20000];
+    memset(value, 'v', sizeof(value));
+    struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
+    struct tl_client *c;
+    assert_int_equal(tl_client_connect(agent.socket, &opts, &c, err, sizeof(err)), 0);
+    struct tl_client_event ev = {.topic = "events", .value = value, .value_len = sizeof(value)};
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(tl_client_send(c, &ev, 1, NULL, err, sizeof(err)), 0);
+    assert_int_equal(tl_client_flush(c, 60000), 0);
+    assert_int_equal(tally.by_status[TL_CLIENT_OK], 40);
+
+    /* One byte in the middle of the first segment goes bad, then west returns. */
+    char segment[400];
+    snprintf(segment, sizeof(segment), "%s/data/wal/%020d.wal", agent.dir, 1);
+    FILE *f = fopen(segment, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 300000, SEEK_SET), 0);
+    int byte = fgetc(f);
+    assert_int_equal(fseek(f, 300000, SEEK_SET), 0);
+    fputc(byte ^ 0xff, f);
+    fclose(f);
+    it_mock_command(&mocks[1], "all-up");
+
+    const char *needle = "damaged WAL record, fencing the region region=west";
+    for (int i = 0; i < 300 && count_in_log(agent.log, needle) == 0; i++)
+        usleep(100000);
+    if (count_in_log(agent.log, needle) == 0)
+        it_agent_dump_log(&agent);
+    assert_int_equal(count_in_log(agent.log, needle), 1);
+    assert_true(count_in_log(agent.log, "--salvage-wal") >= 1);
+
+    /* With west fenced, a new event is answered from east. */
+    struct tl_client_event last = ev;
+    last.opaque = (void *)1;
+    assert_int_equal(tl_client_send(c, &last, 1, NULL, err, sizeof(err)), 0);
+    assert_int_equal(tl_client_flush(c, 20000), 0);
+    assert_int_equal(tally.status_of[1], TL_CLIENT_OK);
+    assert_int_equal(tally.regions_of[1], 1);
+    tl_client_close(c);
+
+    assert_int_equal(it_agent_stop(&agent), 0);
+    for (int r = 0; r < 2; r++)
+        it_mock_stop(&mocks[r]);
+}
+
 /* CPU time (user + system) of a process in clock ticks, from /proc/PID/stat. */
 static long cpu_ticks(pid_t pid)
 {
@@ -809,6 +883,7 @@ int main(void)
         cmocka_unit_test(invalid_config_exits_two),
         cmocka_unit_test(late_startup_failure_exits_one),
         cmocka_unit_test(slow_first_delivery_keeps_breaker_closed),
+        cmocka_unit_test(damaged_wal_record_fences_region),
         cmocka_unit_test(open_breaker_does_not_spin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
