@@ -944,14 +944,26 @@ static void refuse_unread_requests(struct tl_conn *c)
         tl_frame_free_request(c->stalled, &c->decode_arena);
         c->stalled = NULL;
     }
+    /*
+     * Requests still in the socket's receive buffer reached the agent too, so they are read
+     * and answered as well, up to a bound that a client writing without pause cannot stretch.
+     */
+    size_t budget = 64 * (c->ing->cfg->max_frame_bytes + TL_FRAME_HEADER_BYTES);
     for (;;) {
         const uint8_t *payload;
         size_t len, events;
         uint64_t batch_id = 0;
-        if (tl_frame_reader_next(&c->reader, &payload, &len, err, sizeof(err)) != 1)
+        if (tl_frame_reader_next(&c->reader, &payload, &len, err, sizeof(err)) == 1) {
+            tl_frame_scan_request(payload, len, &events, &batch_id, NULL, 0);
+            send_frame_error(c, batch_id, TWINLANE__STATUS__RETRYABLE, why);
+            continue;
+        }
+        if (c->read_closed || c->close_after_flush || budget == 0)
             break;
-        tl_frame_scan_request(payload, len, &events, &batch_id, NULL, 0);
-        send_frame_error(c, batch_id, TWINLANE__STATUS__RETRYABLE, why);
+        int rc = tl_frame_reader_fill(&c->reader, c->watch.fd);
+        if (rc <= 0)
+            break;
+        budget = (size_t)rc < budget ? budget - (size_t)rc : 0;
     }
     c->backlog = false;
 }
