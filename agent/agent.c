@@ -333,6 +333,9 @@ static void agent_close(struct tl_agent *a)
     /* Every region thread reads its peers (heartbeats), so all stop before any is freed. */
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_region_stop(a->regions[r], 0);
+    /* The WAL thread still runs and must not write to the regions' eventfds once closed. */
+    if (a->wal)
+        tl_wal_remove_waiters(a->wal);
     for (int r = 0; r < TL_REGION_COUNT; r++)
         tl_region_close(a->regions[r]);
     tl_wal_close(a->wal);

@@ -57,6 +57,7 @@ struct tl_wal {
     const struct tl_config *cfg;
     char *dir;
     int notify_fd;
+    pthread_mutex_t waiters_lock;  /* waiter_fds and waiter_count */
     int waiter_fds[TL_WAL_MAX_WAITERS]; /* also written when ack_seq advances */
     size_t waiter_count;
     pthread_t thread;
@@ -809,6 +810,7 @@ int tl_wal_open(const struct tl_wal_options *opts, struct tl_wal **out,
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     pthread_mutex_init(&w->reclaim_lock, NULL);
+    pthread_mutex_init(&w->waiters_lock, NULL);
     pthread_cond_init(&w->reclaim_wake, NULL);
     w->full_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 3);
     w->io_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 3);
@@ -1006,10 +1008,12 @@ void tl_wal_get_stats(struct tl_wal *w, struct tl_wal_stats *stats)
 static void notify(struct tl_wal *w)
 {
     uint64_t one = 1;
+    pthread_mutex_lock(&w->waiters_lock);
     for (size_t i = 0; i < w->waiter_count; i++) {
         ssize_t ignored = write(w->waiter_fds[i], &one, sizeof(one));
         (void)ignored;
     }
+    pthread_mutex_unlock(&w->waiters_lock);
     if (w->notify_fd < 0)
         return;
     ssize_t ignored = write(w->notify_fd, &one, sizeof(one));
@@ -1018,9 +1022,18 @@ static void notify(struct tl_wal *w)
 
 void tl_wal_add_waiter(struct tl_wal *w, int fd)
 {
+    pthread_mutex_lock(&w->waiters_lock);
     if (w->waiter_count == TL_WAL_MAX_WAITERS)
         tl_panic("more than %d WAL waiters", TL_WAL_MAX_WAITERS);
     w->waiter_fds[w->waiter_count++] = fd;
+    pthread_mutex_unlock(&w->waiters_lock);
+}
+
+void tl_wal_remove_waiters(struct tl_wal *w)
+{
+    pthread_mutex_lock(&w->waiters_lock);
+    w->waiter_count = 0;
+    pthread_mutex_unlock(&w->waiters_lock);
 }
 
 static void log_io_error(struct tl_wal *w, const char *what, const char *path, int error)
@@ -1498,6 +1511,7 @@ void tl_wal_close(struct tl_wal *w)
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->reclaim_lock);
+    pthread_mutex_destroy(&w->waiters_lock);
     pthread_cond_destroy(&w->reclaim_wake);
     free(w->dir);
     free(w);

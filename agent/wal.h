@@ -127,6 +127,9 @@ int tl_wal_open(const struct tl_wal_options *opts, struct tl_wal **out,
  */
 void tl_wal_add_waiter(struct tl_wal *w, int fd);
 
+/* Forgets every waiter, before their eventfds are closed. Any thread. */
+void tl_wal_remove_waiters(struct tl_wal *w);
+
 /* Starts the WAL and reclaim threads. Returns 0 or TL_EIO. */
 int tl_wal_start(struct tl_wal *w, char *err, size_t errsize);
 

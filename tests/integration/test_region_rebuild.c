@@ -148,6 +148,7 @@ static void fatal_error_rebuilds_producer(void **state)
     for (int r = 0; r < 2; r++)
         tl_region_stop(regions[r], 1000);
     tl_pipeline_drain(pipeline, ignore_answer, NULL);
+    tl_wal_remove_waiters(wal);
     for (int r = 0; r < 2; r++)
         tl_region_close(regions[r]);
     tl_wal_close(wal);
