@@ -212,9 +212,10 @@ static bool set_target(CURL *easy, const char *address, const char *path)
     char url[2048];
     const char *unix_path = NULL;
 
+    /* A host:port never contains '/', so any other address with one is a relative path. */
     if (strncmp(address, "unix:", 5) == 0)
         unix_path = address + 5;
-    else if (address[0] == '/' || address[0] == '.')
+    else if (strncmp(address, "http://", 7) != 0 && strchr(address, '/'))
         unix_path = address;
 
     if (unix_path) {

@@ -562,6 +562,17 @@ static void cli_shows_unreachable_agent(void **state)
     assert_int_equal(rc, 3);
     free(out);
 
+    /* A relative socket path that starts with neither '/' nor '.' is still a path. */
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir("/"), 0);
+    rc = run_cli(&out, "status", "--agent", up_sock + 1, NULL);
+    assert_int_equal(chdir(cwd), 0);
+    if (rc != 0)
+        print_error("output:\n%s\n", out);
+    assert_int_equal(rc, 0);
+    free(out);
+
     rc = run_cli(&out, "status", "--agent", up_sock, "--json", NULL);
     assert_int_equal(rc, 0);
     json_error_t jerr;
