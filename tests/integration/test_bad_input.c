@@ -405,52 +405,83 @@ static void remember_agent(pid_t pid)
         forked_agents[forked_agent_count++] = pid;
 }
 
+/* Two in-process mock clusters, east and west, each with the topics the agent needs. */
+struct mock_pair {
+    rd_kafka_t *owners[2];
+    rd_kafka_mock_cluster_t *clusters[2];
+};
+
+static void mock_pair_start(struct mock_pair *m)
+{
+    char errstr[256];
+    for (int i = 0; i < 2; i++) {
+        m->owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr,
+                                    sizeof(errstr));
+        m->clusters[i] = rd_kafka_mock_cluster_new(m->owners[i], 1);
+        rd_kafka_mock_topic_create(m->clusters[i], "events", 1, 1);
+        rd_kafka_mock_topic_create(m->clusters[i], "twinlane.heartbeats", 1, 1);
+    }
+}
+
+static void mock_pair_stop(struct mock_pair *m)
+{
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_mock_cluster_destroy(m->clusters[i]);
+        rd_kafka_destroy(m->owners[i]);
+    }
+}
+
+/*
+ * Starts the agent in a new directory named after name, against the mock pair. agent_fields
+ * go inside the agent group and extra after the topics. Waits up to 60 s for its socket.
+ */
+static void start_forked_agent(struct it_agent *agent, const char *name, const char *agent_fields,
+                               const char *extra, const struct mock_pair *m)
+{
+    char config[2048], path[300];
+
+    memset(agent, 0, sizeof(*agent));
+    it_make_dir(name, agent->dir, sizeof(agent->dir));
+    snprintf(config, sizeof(config),
+             "agent = { id = \"it-%s\"; home_region = \"east\"; data_dir = \"%s/data\";\n"
+             "          %s };\n"
+             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
+             "topics = ( { name = \"events\"; } );\n%s",
+             name, agent->dir, agent_fields, rd_kafka_mock_cluster_bootstraps(m->clusters[0]),
+             rd_kafka_mock_cluster_bootstraps(m->clusters[1]), extra);
+    snprintf(path, sizeof(path), "%s/agent.conf", agent->dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(config, f);
+    fclose(f);
+    snprintf(agent->log, sizeof(agent->log), "%s/agent.log", agent->dir);
+    snprintf(agent->socket, sizeof(agent->socket), "%s/data/agent.sock", agent->dir);
+
+    agent->pid = fork();
+    if (agent->pid == 0) {
+        freopen(agent->log, "w", stderr);
+        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
+        _exit(127);
+    }
+    remember_agent(agent->pid);
+    for (int i = 0; i < 1200 && access(agent->socket, F_OK) != 0; i++)
+        usleep(50000);
+}
+
 /* Every request gets exactly one answer when the agent stops, taken or not. */
 static void shutdown_answers_every_request(void **state)
 {
     (void)state;
-    char errstr[256];
-    rd_kafka_t *owners[2];
-    rd_kafka_mock_cluster_t *clusters[2];
-    char config[2048], dir[200], path[300], log[300];
+    struct mock_pair m;
+    struct it_agent agent;
 
     /* Slow regions keep events in flight, so the pipeline fills and requests queue up. */
-    for (int i = 0; i < 2; i++) {
-        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
-        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
-        rd_kafka_mock_topic_create(clusters[i], "events", 1, 1);
-        rd_kafka_mock_topic_create(clusters[i], "twinlane.heartbeats", 1, 1);
-    }
-    it_make_dir("shutdown", dir, sizeof(dir));
-    snprintf(config, sizeof(config),
-             "agent = { id = \"it-stop\"; home_region = \"east\"; data_dir = \"%s/data\";\n"
-             "          max_inflight_events = 50; shutdown_timeout_ms = 500; };\n"
-             "breaker = { stall_timeout_ms = 60000; rto_target_ms = 120000; };\n"
-             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
-             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
-             "topics = ( { name = \"events\"; } );\n",
-             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
-             rd_kafka_mock_cluster_bootstraps(clusters[1]));
-    snprintf(path, sizeof(path), "%s/agent.conf", dir);
-    FILE *f = fopen(path, "w");
-    fputs(config, f);
-    fclose(f);
-    snprintf(log, sizeof(log), "%s/agent.log", dir);
-
-    struct it_agent agent = {0};
-    snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
-    snprintf(agent.log, sizeof(agent.log), "%s", log);
-    agent.pid = fork();
-    if (agent.pid == 0) {
-        freopen(log, "w", stderr);
-        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
-        _exit(127);
-    }
-    remember_agent(agent.pid);
-    for (int i = 0; i < 600 && access(agent.socket, F_OK) != 0; i++)
-        usleep(50000);
+    mock_pair_start(&m);
+    start_forked_agent(&agent, "stop", "max_inflight_events = 50; shutdown_timeout_ms = 500;",
+                       "breaker = { stall_timeout_ms = 60000; rto_target_ms = 120000; };\n", &m);
     for (int i = 0; i < 2; i++)
-        rd_kafka_mock_broker_set_rtt(clusters[i], 1, 5000);
+        rd_kafka_mock_broker_set_rtt(m.clusters[i], 1, 5000);
 
     int fd = connect_unix(agent.socket);
     /*
@@ -499,11 +530,7 @@ static void shutdown_answers_every_request(void **state)
     close(fd);
     assert_int_equal(responses, REQUESTS);
     assert_int_equal(it_agent_stop(&agent), 0);
-
-    for (int i = 0; i < 2; i++) {
-        rd_kafka_mock_cluster_destroy(clusters[i]);
-        rd_kafka_destroy(owners[i]);
-    }
+    mock_pair_stop(&m);
 }
 
 static void partition_mismatch_stops_start(void **state)
@@ -626,31 +653,9 @@ static void header_limits_enforced(void **state)
 static void slow_first_delivery_keeps_breaker_closed(void **state)
 {
     (void)state;
-    char errstr[256], config[2048], dir[200], path[300], log[300];
-    rd_kafka_t *owners[2];
-    rd_kafka_mock_cluster_t *clusters[2];
+    struct mock_pair m;
+    struct it_agent agent;
     struct tally tally = {0};
-
-    for (int i = 0; i < 2; i++) {
-        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
-        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
-        rd_kafka_mock_topic_create(clusters[i], "events", 1, 1);
-        rd_kafka_mock_topic_create(clusters[i], "twinlane.heartbeats", 1, 1);
-    }
-    it_make_dir("slow-start", dir, sizeof(dir));
-    snprintf(config, sizeof(config),
-             "agent = { id = \"it-slow\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
-             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
-             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
-             "topics = ( { name = \"events\"; } );\n"
-             "breaker = { stall_timeout_ms = 400; };\n",
-             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
-             rd_kafka_mock_cluster_bootstraps(clusters[1]));
-    snprintf(path, sizeof(path), "%s/agent.conf", dir);
-    FILE *f = fopen(path, "w");
-    fputs(config, f);
-    fclose(f);
-    snprintf(log, sizeof(log), "%s/agent.log", dir);
 
     /*
      * West answers every request 1 s late from the start, longer than the 0.4 s stall
@@ -658,19 +663,9 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
      * (API versions, metadata, producer id, the first produce) then take about 4 s, well
      * inside the first-delivery deadline even on a loaded machine.
      */
-    rd_kafka_mock_broker_set_rtt(clusters[1], 1, 1000);
-    struct it_agent agent = {0};
-    snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
-    snprintf(agent.log, sizeof(agent.log), "%s", log);
-    agent.pid = fork();
-    if (agent.pid == 0) {
-        freopen(log, "w", stderr);
-        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
-        _exit(127);
-    }
-    remember_agent(agent.pid);
-    for (int i = 0; i < 1200 && access(agent.socket, F_OK) != 0; i++)
-        usleep(50000);
+    mock_pair_start(&m);
+    rd_kafka_mock_broker_set_rtt(m.clusters[1], 1, 1000);
+    start_forked_agent(&agent, "slow", "", "breaker = { stall_timeout_ms = 400; };\n", &m);
 
     char err[256];
     struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};
@@ -688,10 +683,7 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
      */
     assert_int_equal(tally.regions_of[1], 2);
     assert_int_equal(it_agent_stop(&agent), 0);
-    for (int i = 0; i < 2; i++) {
-        rd_kafka_mock_cluster_destroy(clusters[i]);
-        rd_kafka_destroy(owners[i]);
-    }
+    mock_pair_stop(&m);
 }
 
 /*
@@ -788,44 +780,14 @@ static long cpu_ticks(pid_t pid)
 static void open_breaker_does_not_spin(void **state)
 {
     (void)state;
-    char errstr[256], config[2048], dir[200], path[300], log[300];
-    rd_kafka_t *owners[2];
-    rd_kafka_mock_cluster_t *clusters[2];
+    struct mock_pair m;
+    struct it_agent agent;
 
-    for (int i = 0; i < 2; i++) {
-        owners[i] = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), errstr, sizeof(errstr));
-        clusters[i] = rd_kafka_mock_cluster_new(owners[i], 1);
-        rd_kafka_mock_topic_create(clusters[i], "events", 1, 1);
-        rd_kafka_mock_topic_create(clusters[i], "twinlane.heartbeats", 1, 1);
-    }
-    it_make_dir("spin", dir, sizeof(dir));
-    snprintf(config, sizeof(config),
-             "agent = { id = \"it-spin\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
-             "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
-             "            { name = \"west\"; bootstrap = \"%s\"; } );\n"
-             "topics = ( { name = \"events\"; } );\n",
-             dir, rd_kafka_mock_cluster_bootstraps(clusters[0]),
-             rd_kafka_mock_cluster_bootstraps(clusters[1]));
-    snprintf(path, sizeof(path), "%s/agent.conf", dir);
-    FILE *f = fopen(path, "w");
-    fputs(config, f);
-    fclose(f);
-    snprintf(log, sizeof(log), "%s/agent.log", dir);
+    mock_pair_start(&m);
+    start_forked_agent(&agent, "spin", "", "", &m);
+    const char *log = agent.log;
 
-    struct it_agent agent = {0};
-    snprintf(agent.socket, sizeof(agent.socket), "%s/data/agent.sock", dir);
-    snprintf(agent.log, sizeof(agent.log), "%s", log);
-    agent.pid = fork();
-    if (agent.pid == 0) {
-        freopen(log, "w", stderr);
-        execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
-        _exit(127);
-    }
-    remember_agent(agent.pid);
-    for (int i = 0; i < 600 && access(agent.socket, F_OK) != 0; i++)
-        usleep(50000);
-
-    rd_kafka_mock_broker_set_down(clusters[1], 1);
+    rd_kafka_mock_broker_set_down(m.clusters[1], 1);
     for (int i = 0; i < 100 && count_in_log(log, "region=west from=closed to=open") == 0; i++)
         usleep(100000);
     assert_true(count_in_log(log, "region=west from=closed to=open") >= 1);
@@ -840,10 +802,7 @@ static void open_breaker_does_not_spin(void **state)
     assert_true(used < ticks_per_s / 2);
 
     assert_int_equal(it_agent_stop(&agent), 0);
-    for (int i = 0; i < 2; i++) {
-        rd_kafka_mock_cluster_destroy(clusters[i]);
-        rd_kafka_destroy(owners[i]);
-    }
+    mock_pair_stop(&m);
 }
 
 /*
