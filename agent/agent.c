@@ -98,9 +98,9 @@ static void on_wal_progress(struct tl_watch *w, uint32_t events)
      * has appended it to the pipeline, and regions send only appended events: wake them
      * again now that every append before this notification is done.
      */
-    uint64_t one = 1;
+    uint64_t increment = 1;
     for (int r = 0; r < TL_REGION_COUNT; r++) {
-        ignored = write(a->regions[r]->wake_fd, &one, sizeof(one));
+        ignored = write(a->regions[r]->wake_fd, &increment, sizeof(increment));
         (void)ignored;
     }
 }
@@ -378,7 +378,7 @@ int tl_agent_run(const struct tl_config *cfg, const struct tl_agent_options *opt
                             errsize);
     if (rc == 0) {
         tl_ingest_set_timelines(a.ingest, a.timelines);
-        /* Regions send only what the WAL holds durably, so its progress wakes them. */
+        /* Regions send only what the WAL has made durable, so its progress wakes them. */
         for (int r = 0; r < TL_REGION_COUNT; r++)
             tl_wal_add_waiter(a.wal, a.regions[r]->wake_fd);
         rc = tl_wal_start(a.wal, err, errsize);

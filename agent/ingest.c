@@ -522,8 +522,8 @@ static bool accept_request(struct tl_conn *c, Twinlane__ProduceRequest *req)
     }
 
     /*
-     * Regions are not woken here: they send only what the WAL made durable, and the WAL's
-     * progress wakes them (on_wal_progress in agent.c).
+     * Regions are not woken here: they send only what the WAL made durable, and the WAL wakes
+     * them when it has (tl_wal_add_waiter).
      */
     if (b->remaining > 0)
         tl_wal_kick(ing->wal);
@@ -946,7 +946,7 @@ static void refuse_unread_requests(struct tl_conn *c)
     }
     /*
      * Requests still in the socket's receive buffer reached the agent too, so they are read
-     * and answered as well, up to a bound that a client writing without pause cannot stretch.
+     * and rejected as well, up to a bound that a client writing without pause cannot stretch.
      */
     size_t budget = 64 * (c->ing->cfg->max_frame_bytes + TL_FRAME_HEADER_BYTES);
     for (;;) {

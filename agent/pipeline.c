@@ -5,9 +5,9 @@
  * number until it is answered, then NULL; tail moves past NULL slots. head - tail <= cap.
  * durable_mark: every held event below it has `durable` set.
  *
- * Only the event loop thread writes ring, head and tail, so it reads them without the lock;
- * region threads read them under it. Answered events are removed from the ring in runs, under
- * one lock per dispatch round rather than one per event.
+ * Only the event loop thread writes ring, head and tail, so it reads them without the lock.
+ * Region threads read them under it. Events whose producer got its response leave the ring in
+ * runs, under one lock per dispatch round rather than one per event.
  */
 #include "pipeline.h"
 
@@ -43,7 +43,7 @@ struct tl_pipeline {
     int done_fd;
 
     uint64_t durable_mark;        /* event loop thread only */
-    struct tl_event **answered;   /* answered, still in the ring; event loop thread only */
+    struct tl_event **answered;   /* responded to, still in the ring; event loop thread only */
     size_t answered_count;
     size_t answered_cap;
 };
@@ -207,9 +207,9 @@ void tl_pipeline_report_many(struct tl_pipeline *p, int region, const struct tl_
     unsigned healthy = atomic_load(&p->healthy);
 
     /*
-     * Under the lock a live event cannot be answered and freed meanwhile: the event loop
-     * removes it from the ring under the same lock before dropping the pipeline's reference,
-     * and it is answered only after it was queued here.
+     * Under the lock a live event cannot be freed meanwhile, because the event loop removes it
+     * from the ring under the same lock before dropping the pipeline's reference. Its response
+     * goes out only after it was queued here.
      */
     pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < n; i++) {
@@ -250,8 +250,8 @@ void tl_pipeline_report_many(struct tl_pipeline *p, int region, const struct tl_
     p->done_tail = last;
     pthread_mutex_unlock(&p->done_lock);
     if (was_empty) {
-        uint64_t one = 1;
-        ssize_t ignored = write(p->done_fd, &one, sizeof(one));
+        uint64_t increment = 1;
+        ssize_t ignored = write(p->done_fd, &increment, sizeof(increment));
         (void)ignored;
     }
 }

@@ -57,7 +57,7 @@ struct tl_event *tl_pipeline_get(struct tl_pipeline *p, uint64_t seq);
 
 /*
  * Returns the sequence number the next append will have: every event below it has been
- * appended (and possibly answered since). Any thread.
+ * appended, and may have left the pipeline since. Any thread.
  */
 uint64_t tl_pipeline_head(struct tl_pipeline *p);
 

@@ -708,8 +708,8 @@ static struct tl_event *next_event(struct tl_region *r, uint64_t limit)
         if (rc == TL_EPROTO) {
             /*
              * A damaged record cannot be skipped without the region silently missing events,
-             * and retrying cannot repair it: fence the region, so producers are answered
-             * without it, and say what to do.
+             * and retrying cannot repair it. So the region is fenced, which lets producers get
+             * responses without it, and the log line names the fix.
              */
             tl_log_error("region", "damaged WAL record, fencing the region region=%s seq=%"
                          PRIu64 " error=\"%s\" action=\"restore the segment and unfence the "
@@ -849,7 +849,8 @@ static void pump(struct tl_region *r)
     /*
      * The WAL thread may make an event durable before the event loop has appended it to the
      * pipeline. Sent then (as a WAL copy), its result could arrive before the append and be
-     * lost, and the producer would never get an answer. So sending stops at the pipeline's head.
+     * lost, and the producer would never get a response. So sending stops at the pipeline's
+     * head.
      */
     uint64_t appended = tl_pipeline_head(r->pipeline);
     if (appended < durable)

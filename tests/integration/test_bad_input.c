@@ -658,7 +658,7 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
     struct tally tally = {0};
 
     /*
-     * West answers every request 1 s late from the start, longer than the 0.4 s stall
+     * West responds to every request 1 s late from the start, longer than the 0.4 s stall
      * deadline, so the producer's first delivery comes only after it. Its start-up requests
      * (API versions, metadata, producer id, the first produce) then take about 4 s, well
      * inside the first-delivery deadline even on a loaded machine.
@@ -688,7 +688,7 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
 
 /*
  * A WAL record damaged while a region was down: when the region returns, the agent fences it
- * with an error that names the fix, instead of stalling it, and producers still get answers.
+ * with an error that names the fix, instead of stalling it, and producers still get responses.
  */
 static void damaged_wal_record_fences_region(void **state)
 {
@@ -746,7 +746,7 @@ static void damaged_wal_record_fences_region(void **state)
     assert_int_equal(count_in_log(agent.log, needle), 1);
     assert_true(count_in_log(agent.log, "--salvage-wal") >= 1);
 
-    /* With west fenced, a new event is answered from east. */
+    /* With west fenced, east alone acknowledges a new event. */
     struct tl_client_event last = ev;
     last.opaque = (void *)1;
     assert_int_equal(tl_client_send(c, &last, 1, NULL, err, sizeof(err)), 0);

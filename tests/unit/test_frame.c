@@ -371,7 +371,7 @@ static void scan_rejects_truncated_fields(void **state)
         batch_id = 0x7f00deadbeef;
         assert_int_equal(tl_frame_scan_request(cases[i], lengths[i], &events, &batch_id, NULL, 0),
                          TL_EPROTO);
-        /* The error answer carries batch_id, so it must never be left over from before. */
+        /* The error response carries batch_id, so it must never be left over from before. */
         assert_int_equal(batch_id, 0);
         assert_int_equal(events, 0);
     }
