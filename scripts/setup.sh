@@ -24,7 +24,7 @@ PACKAGES=(
   libconfig-dev libprotobuf-c-dev protobuf-c-compiler libcurl4-openssl-dev libcmocka-dev
   libmicrohttpd-dev libjansson-dev libjemalloc-dev kcat
   libssl-dev libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev python3
-  openjdk-17-jre-headless maven iproute2 curl ca-certificates
+  openjdk-17-jre-headless maven iproute2 curl ca-certificates gdb
 )
 
 if [[ "${1:-}" == "--help" || "${1:-}" == "-h" ]]; then

@@ -5,6 +5,7 @@
 #include "support.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -38,6 +39,35 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned watchdog_seconds;
+
+static void *watchdog_thread(void *arg)
+{
+    (void)arg;
+    unsigned left = watchdog_seconds;
+    while (left > 0)
+        left = sleep(left);
+    fprintf(stderr, "integration test: timed out after %u s, stacks of its threads follow\n",
+            watchdog_seconds);
+    char command[128];
+    snprintf(command, sizeof(command), "gdb -nx -batch -p %d -ex 'thread apply all bt' 1>&2",
+             (int)getpid());
+    if (system(command) != 0)
+        fprintf(stderr, "integration test: gdb failed or is not installed, no stacks\n");
+    abort();
+}
+
+void it_watchdog_start(unsigned seconds)
+{
+    pthread_t thread;
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    watchdog_seconds = seconds;
+    if (pthread_create(&thread, NULL, watchdog_thread, NULL) != 0)
+        die("cannot start the watchdog thread");
+    pthread_detach(thread);
 }
 
 void it_make_dir(const char *name, char *out, size_t outsize)

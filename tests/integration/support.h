@@ -41,6 +41,14 @@ struct it_records {
     size_t count;
 };
 
+/*
+ * Starts a thread that, when the test is still running after `seconds`, prints the stack of
+ * every thread (with gdb, when installed) and aborts. A hung test then says where it hung
+ * instead of waiting for ctest's timeout with its output lost. Also makes stdout line
+ * buffered, so that cmocka's results are not lost when the process is killed.
+ */
+void it_watchdog_start(unsigned seconds);
+
 /* Creates a fresh temporary directory under $TMPDIR (default /tmp) named after the test. */
 void it_make_dir(const char *name, char *out, size_t outsize);
 

@@ -737,6 +737,7 @@ static void failover_and_failback_keep_events(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(status_and_health_endpoints),

@@ -834,6 +834,7 @@ static void late_startup_failure_exits_one(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     atexit(kill_forked_agents);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(malformed_frames_leave_agent_serving),

@@ -793,6 +793,7 @@ static void acknowledged_events_survive_kills(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(acknowledged_events_survive_kills, teardown),
     };

@@ -197,6 +197,7 @@ static void dataset_lands_in_both_regions(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dataset_lands_in_both_regions),
     };

@@ -916,6 +916,7 @@ static void no_region_reject_retryable(void **state)
 
 int main(void)
 {
+    it_watchdog_start(270);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(region_down_acks_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(region_hang_acks_resume, setup, teardown),

@@ -515,6 +515,7 @@ static void enospc_delivered_segments_stall(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(quota_full_rejects_then_recovers, teardown),
         cmocka_unit_test_teardown(enospc_rejects_then_recovers, teardown),

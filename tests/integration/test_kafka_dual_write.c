@@ -448,6 +448,7 @@ static void partition_mismatch_stops_agent(void **state)
 
 int main(int argc, char **argv)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nasa_log_lands_in_both_regions),
         cmocka_unit_test(zeek_events_land_in_both_regions),

@@ -809,6 +809,7 @@ static void paused_region_acks_resume(void **state)
 
 int main(int argc, char **argv)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(killed_region_acks_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(paused_region_acks_resume, setup, teardown),

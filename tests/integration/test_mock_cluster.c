@@ -601,6 +601,7 @@ static void usage_errors_exit_two(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(round_trip_then_clean_exit),
         cmocka_unit_test(broker_down_fails_produce),

@@ -713,6 +713,7 @@ static void tail_filters_by_agent(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(translate_json_gives_expected_offsets),
         cmocka_unit_test(translated_offsets_skip_no_event),

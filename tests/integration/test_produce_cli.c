@@ -373,6 +373,7 @@ static void full_agent_exits_unreachable(void **state)
 
 int main(void)
 {
+    it_watchdog_start(540);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(input_directory_exits_usage),
         cmocka_unit_test(read_error_exits_one),
