@@ -200,9 +200,13 @@ static void schedule_resend(struct tl_region *r, const struct tl_event *ev,
     uint64_t suppressed;
 
     atomic_fetch_add(&r->retried, 1);
-    /* Purges are the agent's own doing, and a fatal error is the producer's, not the region's. */
+    /*
+     * Purges are the agent's own doing, and a fatal error is the producer's, not the region's.
+     * Neither counts against the breaker, including the batch whose response raised the fatal
+     * error (for example OUT_OF_ORDER_SEQUENCE_NUMBER), because on_error sets r->fatal first.
+     */
     bool purged = err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
-                  err == RD_KAFKA_RESP_ERR__FATAL;
+                  err == RD_KAFKA_RESP_ERR__FATAL || r->fatal;
     if (!purged) {
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;
