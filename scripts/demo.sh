@@ -43,7 +43,15 @@ cli_bin="$root/build/cli/twinlane"
 step "starting twinlane-agent with two embedded regions"
 rm -rf "$demo_dir"
 mkdir -p "$demo_dir"
-sed "s|^\(\s*data_dir = \).*|\1\"$demo_dir/data\";|" config/demo.conf >"$demo_dir/agent.conf"
+# The demo's TCP listener moves off 127.0.0.1:7411 when something listens there already,
+# for example a second demo.
+tcp_port=7411
+if (exec 3<>"/dev/tcp/127.0.0.1/$tcp_port") 2>/dev/null; then
+  tcp_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "demo: 127.0.0.1:7411 is in use, so the agent listens on 127.0.0.1:$tcp_port instead"
+fi
+sed -e "s|^\(\s*data_dir = \).*|\1\"$demo_dir/data\";|" \
+    -e "s|\"127\.0\.0\.1:7411\"|\"127.0.0.1:$tcp_port\"|" config/demo.conf >"$demo_dir/agent.conf"
 "$agent_bin" -c "$demo_dir/agent.conf" 2>"$demo_dir/agent.log" &
 agent_pid=$!
 trap 'kill "$agent_pid" 2>/dev/null || true' EXIT
@@ -58,7 +66,7 @@ done
 east=$(cat "$demo_dir/data/east.bootstrap")
 west=$(cat "$demo_dir/data/west.bootstrap")
 echo "agent log:   $demo_dir/agent.log"
-echo "socket:      $socket"
+echo "socket:      $socket (and TCP 127.0.0.1:$tcp_port)"
 echo "region east: $east"
 echo "region west: $west"
 echo "(while the agent runs, read a region with: kcat -C -b ${east%%,*} -t $topic -e)"
