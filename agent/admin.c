@@ -794,6 +794,17 @@ static enum MHD_Result handle_region_verb(struct tl_admin *a, struct MHD_Connect
                           "regions %s and %s", (int)(slash - rest), rest, a->cfg->regions[0].name,
                           a->cfg->regions[1].name);
 
+    /* Fencing the only region that takes events would leave no region to acknowledge them. */
+    enum tl_breaker_state own = region_state(a->src.regions[r]);
+    enum tl_breaker_state other = region_state(a->src.regions[1 - r]);
+    if (fence && own == TL_BREAKER_CLOSED && other != TL_BREAKER_CLOSED &&
+        !query_flag(conn, "force"))
+        return send_error(conn, MHD_HTTP_CONFLICT, "region %s is the only one taking events "
+                          "(breaker of %s: %s), so fencing it would leave none; wait until %s's "
+                          "breaker closes, or pass --force (force=1 in the API)",
+                          a->cfg->regions[r].name, a->cfg->regions[1 - r].name,
+                          tl_breaker_state_name(other), a->cfg->regions[1 - r].name);
+
     char detail[64];
     snprintf(detail, sizeof(detail), "region=%s", a->cfg->regions[r].name);
     struct fence_change change = {.region = r, .fence = fence};

@@ -64,6 +64,10 @@ static void print_usage(const struct verb *v)
     if (strcmp(v->name, "failover") == 0)
         fputs("  --force            fail over even when REGION's breaker is not closed\n",
               stdout);
+    if (strcmp(v->name, "fence") == 0)
+        fputs("  --force            fence REGION even when the other region's breaker is not\n"
+              "                     closed, so that no region takes events\n",
+              stdout);
     fputs("  --json             print one JSON object with each agent's response\n"
           "  --help             print this help\n"
           "\n"
@@ -87,8 +91,12 @@ static void build_path(const struct verb *v, const char *region, bool dry_run, b
                        char *path, size_t size)
 {
     const char *dry = dry_run ? "dry_run=1" : "";
-    if (strcmp(v->name, "fence") == 0 || strcmp(v->name, "unfence") == 0)
-        snprintf(path, size, "/v1/regions/%s/%s%s%s", region, v->name, dry_run ? "?" : "", dry);
+    if (strcmp(v->name, "fence") == 0)
+        snprintf(path, size, "/v1/regions/%s/fence%s%s%s%s", region,
+                 dry_run || force ? "?" : "", dry, dry_run && force ? "&" : "",
+                 force ? "force=1" : "");
+    else if (strcmp(v->name, "unfence") == 0)
+        snprintf(path, size, "/v1/regions/%s/unfence%s%s", region, dry_run ? "?" : "", dry);
     else if (strcmp(v->name, "failover") == 0)
         snprintf(path, size, "/v1/failover?to=%s%s%s%s", region, dry_run ? "&" : "", dry,
                  force ? "&force=1" : "");
@@ -229,8 +237,8 @@ int tl_cli_control(int argc, char **argv)
             goto out;
         }
     }
-    if (opts.force && strcmp(v->name, "failover") != 0) {
-        fprintf(stderr, "twinlane %s: --force applies only to failover\n", v->name);
+    if (opts.force && strcmp(v->name, "failover") != 0 && strcmp(v->name, "fence") != 0) {
+        fprintf(stderr, "twinlane %s: --force applies only to fence and failover\n", v->name);
         rc = TL_ADMIN_EXIT_USAGE;
         goto out;
     }

@@ -370,6 +370,16 @@ static void control_verbs_change_state(void **state)
     assert_non_null(strstr(json_string_value(json_object_get(fence, "requested_by")),
                            "unix:pid="));
     json_decref(fence);
+    /* East is now the only region taking events: fencing it needs force. */
+    json_t *refused = http_json(sock, "POST", "/v1/regions/east/fence", 409);
+    assert_non_null(strstr(json_string_value(json_object_get(refused, "error")), "--force"));
+    json_decref(refused);
+    s = http_json(sock, "GET", "/v1/status", 200);
+    assert_string_equal(region_breaker(s, "east"), "closed");
+    json_decref(s);
+    json_decref(http_json(sock, "POST", "/v1/regions/east/fence?force=1", 200));
+    json_decref(http_json(sock, "POST", "/v1/regions/east/unfence", 200));
+    wait_breaker(sock, "east", "closed");
     json_decref(http_json(sock, "POST", "/v1/regions/west/unfence", 200));
     wait_breaker(sock, "west", "closed");
 
@@ -602,9 +612,24 @@ static void cli_shows_unreachable_agent(void **state)
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "fenced"));
     free(out);
+    /* Fencing east too, the last region taking events, needs --force. */
+    rc = run_cli(&out, "fence", "east", "--yes", "--agent", up_sock, NULL);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "--force"));
+    free(out);
+    rc = run_cli(&out, "fence", "east", "--yes", "--force", "--agent", up_sock, NULL);
+    assert_int_equal(rc, 0);
+    free(out);
+    rc = run_cli(&out, "unfence", "east", "--force", "--agent", up_sock, NULL);
+    assert_int_equal(rc, 2);
+    free(out);
+    rc = run_cli(&out, "unfence", "east", "--agent", up_sock, NULL);
+    assert_int_equal(rc, 0);
+    free(out);
     rc = run_cli(&out, "unfence", "west", "--agent", up_sock, NULL);
     assert_int_equal(rc, 0);
     free(out);
+    wait_breaker(up_sock, "east", "closed");
     wait_breaker(up_sock, "west", "closed");
 
     rc = run_cli(&out, "failover", "west", "--dry-run", "--agent", up_sock, NULL);
