@@ -736,8 +736,8 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
             }
             rec->torn_bytes = s.file_bytes - s.good_bytes;
             tl_log_warn("wal", "torn record at the end of the newest segment truncated "
-                        "file=%s offset=%" PRIu64 " bytes_dropped=%" PRIu64 " reason=\"%s\"",
-                        path, s.good_bytes, rec->torn_bytes, s.why);
+                        "file=%s offset=%" PRIu64 " seq=%" PRIu64 " bytes_dropped=%" PRIu64
+                        " reason=\"%s\"", path, s.good_bytes, s.end_seq, rec->torn_bytes, s.why);
             s.file_bytes = s.good_bytes;
         }
         free(path);
