@@ -445,6 +445,37 @@ static bool zero_to_end(int fd, uint64_t offset)
     return zero;
 }
 
+/*
+ * Returns true when a whole record with a valid CRC and a sequence number above bad_seq starts
+ * somewhere in [from, end) of the file. A torn write leaves nothing valid after itself, so such
+ * a record shows that the bad record is damage, for example a flipped bit in its length field.
+ */
+static bool valid_record_after(int fd, uint64_t from, uint64_t end, uint64_t bad_seq,
+                               size_t limit)
+{
+    if (end <= from || end - from < MIN_RECORD_BYTES)
+        return false;
+    size_t len = (size_t)(end - from);
+    uint8_t *buf = malloc(len);
+    if (!buf || pread(fd, buf, len, (off_t)from) != (ssize_t)len) {
+        free(buf);
+        return false;
+    }
+    /* Records after the bad one: at most one per MIN_RECORD_BYTES of the rest of the file. */
+    uint64_t max_seq = bad_seq + len / MIN_RECORD_BYTES + 1;
+    bool found = false;
+    for (size_t at = 0; !found && at + MIN_RECORD_BYTES <= len; at++) {
+        uint32_t payload = get_u32(buf + at);
+        uint64_t seq = get_u64(buf + at + 8);
+        if (seq <= bad_seq || seq > max_seq || payload < TL_WAL_PAYLOAD_FIXED_BYTES ||
+            payload > limit || payload > len - at - TL_WAL_RECORD_HEADER_BYTES)
+            continue;
+        found = tl_crc32c(0, buf + at + 8, 8 + (size_t)payload) == get_u32(buf + at + 4);
+    }
+    free(buf);
+    return found;
+}
+
 static int scan_segment(struct tl_wal *w, const char *path, uint64_t first_seq, struct scan *s,
                         char *err, size_t errsize)
 {
@@ -498,9 +529,12 @@ static int scan_segment(struct tl_wal *w, const char *path, uint64_t first_seq, 
             break;
         }
         if (record_end > s->file_bytes) {
-            s->torn = true;
+            /* A torn last record, unless valid records follow: then its length is damaged. */
+            s->damaged = valid_record_after(fd, offset + TL_WAL_RECORD_HEADER_BYTES,
+                                            s->file_bytes, s->end_seq, limit);
+            s->torn = !s->damaged;
             snprintf(s->why, sizeof(s->why), "record of %" PRIu32 " bytes runs past the end "
-                     "of the file", payload);
+                     "of the file%s", payload, s->damaged ? ", and valid records follow it" : "");
             break;
         }
         size_t total = TL_WAL_RECORD_HEADER_BYTES + payload;

@@ -38,7 +38,8 @@
  *
  * Recovery at open: every record is checked (length within the limit, CRC, sequence continuity).
  * A damaged record at the very end of the newest segment is a torn write from a crash: the file
- * is truncated there and the bytes dropped are logged. Damage anywhere else stops the agent with
+ * is truncated there and the bytes dropped are logged. A record whose length runs past the end
+ * of the file counts as torn only when no valid record follows it. Damage anywhere else stops the agent with
  * the segment and byte offset, unless the salvage option is set: then the damaged segment moves
  * to damaged/ and the sequence numbers it held are reported as lost. Nothing is skipped silently.
  *

@@ -1289,6 +1289,32 @@ static void corrupt_middle_record_stops_open(void **state)
     assert_int_equal(count_segment_files(f->wal_dir), 1);
 }
 
+/* A damaged length that runs past the end of the file, with valid records after it. */
+static void damaged_length_mid_segment_stops_open(void **state)
+{
+    struct fixture *f = *state;
+    write_closed_wal(f, 8);
+    char path[256];
+    segment_file(f, -1, path, sizeof(path));
+    uint64_t offsets[16];
+    assert_int_equal(record_offsets(path, offsets, 16), 8);
+    uint64_t size = file_size(path);
+
+    uint8_t length[4];
+    put_le32(length, (uint32_t)(size - offsets[2] + 1000));
+    write_at(path, offsets[2], length, sizeof(length));
+
+    assert_int_equal(open_wal(f, false), TL_EPROTO);
+    assert_null(f->w);
+    assert_contains(f->err, path);
+    char where[64];
+    snprintf(where, sizeof(where), "byte offset %" PRIu64, offsets[2]);
+    assert_contains(f->err, where);
+    assert_contains(f->err, "valid records follow");
+    /* Not truncated as a torn write. */
+    assert_int_equal(file_size(path), size);
+}
+
 static void corrupt_middle_record_salvaged(void **state)
 {
     struct fixture *f = *state;
@@ -1782,6 +1808,7 @@ int main(void)
         WAL_TEST(torn_only_record_of_segment),
         WAL_TEST(torn_segment_header_removed),
         WAL_TEST(corrupt_middle_record_stops_open),
+        WAL_TEST(damaged_length_mid_segment_stops_open),
         WAL_TEST(corrupt_middle_record_salvaged),
         WAL_TEST(damaged_old_segment_stops_open),
         WAL_TEST(truncated_old_segment_stops_open),
