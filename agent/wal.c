@@ -801,6 +801,25 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
     for (int r = 0; r < TL_REGION_COUNT; r++)
         if (found[r] && atomic_load(&w->cursor[r]) > next)
             next = atomic_load(&w->cursor[r]);
+    if (expected && next > expected) {
+        /*
+         * A region holds events the WAL no longer has: the tail was lost (a power loss with
+         * wal.fsync "interval" or "off", or a salvaged segment). New records start a segment
+         * of their own, so that no segment has a gap inside, and the loss is reported for
+         * every region that had not stored those events.
+         */
+        tl_log_error("wal", "the WAL ends below a region cursor, its newest events are gone "
+                     "from_seq=%" PRIu64 " to_seq=%" PRIu64, expected, next - 1);
+        for (int r = 0; r < TL_REGION_COUNT; r++) {
+            uint64_t c = found[r] ? atomic_load(&w->cursor[r]) : 0;
+            if (c < next)
+                tl_log_error("wal", "events lost for a region that had not stored them "
+                             "region=%s from_seq=%" PRIu64 " to_seq=%" PRIu64 " events=%" PRIu64,
+                             w->cfg->regions[r].name, c > expected ? c : expected, next - 1,
+                             next - (c > expected ? c : expected));
+        }
+        w->force_roll = true;
+    }
     if (!w->segment_count)
         first = next;
     for (int r = 0; r < TL_REGION_COUNT; r++) {

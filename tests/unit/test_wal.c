@@ -1315,6 +1315,47 @@ static void damaged_length_mid_segment_stops_open(void **state)
     assert_int_equal(file_size(path), size);
 }
 
+/*
+ * A region cursor above the end of the WAL, as after losing the tail: new records must start a
+ * segment of their own, so that the next open finds no gap inside a segment.
+ */
+static void cursor_above_wal_end_rolls_segment(void **state)
+{
+    struct fixture *f = *state;
+    load_config(f, "");
+    start_wal(f);
+    uint64_t first = append_events(f, 8, 200);
+    wait_acked(f, first + 8);
+    tl_wal_set_cursor(f->w, 0, first + 8);
+    close_wal(f);
+
+    char path[256];
+    segment_file(f, -1, path, sizeof(path));
+    uint64_t offsets[16];
+    assert_int_equal(record_offsets(path, offsets, 16), 8);
+    assert_int_equal(truncate(path, (off_t)offsets[3]), 0);
+
+    start_wal(f);
+    assert_int_equal(f->rec.next_seq, first + 8);
+    assert_int_equal(append_events(f, 2, 200), first + 8);
+    wait_acked(f, first + 10);
+    close_wal(f);
+    assert_int_equal(count_segment_files(f->wal_dir), 2);
+
+    start_wal(f);
+    assert_int_equal(f->rec.next_seq, first + 10);
+    struct tl_wal_reader *reader;
+    assert_int_equal(tl_wal_reader_open(f->w, first, &reader, f->err, sizeof(f->err)), 0);
+    const uint64_t expected[] = {first, first + 1, first + 2, first + 8, first + 9};
+    for (size_t i = 0; i < sizeof(expected) / sizeof(expected[0]); i++) {
+        struct tl_event *ev = NULL;
+        assert_int_equal(tl_wal_reader_next(reader, &ev, f->err, sizeof(f->err)), 1);
+        assert_int_equal(ev->seq, expected[i]);
+        free(ev);
+    }
+    tl_wal_reader_close(reader);
+}
+
 static void corrupt_middle_record_salvaged(void **state)
 {
     struct fixture *f = *state;
@@ -1809,6 +1850,7 @@ int main(void)
         WAL_TEST(torn_segment_header_removed),
         WAL_TEST(corrupt_middle_record_stops_open),
         WAL_TEST(damaged_length_mid_segment_stops_open),
+        WAL_TEST(cursor_above_wal_end_rolls_segment),
         WAL_TEST(corrupt_middle_record_salvaged),
         WAL_TEST(damaged_old_segment_stops_open),
         WAL_TEST(truncated_old_segment_stops_open),
