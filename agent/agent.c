@@ -147,7 +147,8 @@ static int open_wal(struct tl_agent *a, bool salvage, char *err, size_t errsize)
                         rec.cursor[r], rec.next_seq - rec.cursor[r]);
     if (rec.salvaged_events)
         tl_log_error("agent", "started with --salvage-wal: events lost segments=%" PRIu64
-                     " events=%" PRIu64, rec.salvaged_segments, rec.salvaged_events);
+                     " events%s=%" PRIu64, rec.salvaged_segments,
+                     rec.salvaged_upper_bound ? "_at_most" : "", rec.salvaged_events);
     a->pipeline = tl_pipeline_new(a->cfg->ack_policy, a->cfg->max_inflight_events,
                                   a->cfg->max_inflight_bytes, rec.next_seq);
     return 0;

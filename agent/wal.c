@@ -735,10 +735,12 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
                 rc = split_aside(w, path, seqs[i], s.good_bytes, err, errsize);
                 tl_log_error("wal", "salvage: damaged end of a segment moved aside, the records "
                              "before it are kept file=%s offset=%" PRIu64 " reason=\"%s\" "
-                             "kept_events=%" PRIu64 " lost_from_seq=%" PRIu64 " lost_events=%"
-                             PRIu64, path, s.good_bytes, s.why, s.records, s.end_seq, lost);
+                             "kept_events=%" PRIu64 " lost_from_seq=%" PRIu64 " lost_events%s=%"
+                             PRIu64, path, s.good_bytes, s.why, s.records, s.end_seq,
+                             newest ? "_at_most" : "", lost);
                 rec->salvaged_segments++;
                 rec->salvaged_events += lost;
+                rec->salvaged_upper_bound |= newest;
                 if (rc == 0) {
                     segments_push(w, seqs[i], s.good_bytes);
                     rec->records += s.records;
@@ -754,9 +756,11 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
             rc = move_aside(w, path, seqs[i], err, errsize);
             tl_log_error("wal", "salvage: segment moved aside, its events are lost file=%s "
                          "offset=%" PRIu64 " reason=\"%s\" lost_from_seq=%" PRIu64
-                         " lost_events=%" PRIu64, path, s.good_bytes, s.why, seqs[i], lost);
+                         " lost_events%s=%" PRIu64, path, s.good_bytes, s.why, seqs[i],
+                         newest ? "_at_most" : "", lost);
             rec->salvaged_segments++;
             rec->salvaged_events += lost;
+            rec->salvaged_upper_bound |= newest;
             expected = next_first;
             free(path);
             continue;

@@ -95,6 +95,7 @@ struct tl_wal_recovery {
     uint64_t torn_bytes;          /* bytes truncated from the newest segment's tail */
     uint64_t salvaged_segments;
     uint64_t salvaged_events;     /* sequence numbers lost with segments moved aside */
+    bool salvaged_upper_bound;    /* salvaged_events counts a newest segment's unreadable end */
 };
 
 struct tl_wal_stats {

@@ -1371,6 +1371,8 @@ static void corrupt_middle_record_salvaged(void **state)
     /* The two records before the damage stay; the damaged one and those after it are lost. */
     assert_int_equal(f->rec.records, 2);
     assert_true(f->rec.salvaged_events >= 6);
+    /* The newest segment's unreadable end is counted from its size, as an upper bound. */
+    assert_true(f->rec.salvaged_upper_bound);
     assert_int_equal(count_segment_files(f->wal_dir), 1);
     assert_int_equal(count_damaged_files(f), 1);
 
@@ -1470,6 +1472,7 @@ static void damaged_old_segment_salvaged(void **state)
     assert_int_equal(open_wal(f, true), 0);
     assert_int_equal(f->rec.salvaged_segments, 1);
     assert_int_equal(f->rec.salvaged_events, second - 1);
+    assert_false(f->rec.salvaged_upper_bound);
     assert_int_equal(f->rec.first_seq, second);
     assert_int_equal(f->rec.next_seq, THREE_SEGMENT_EVENTS + 1);
     assert_int_equal(access(path, F_OK), -1);
