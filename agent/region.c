@@ -1051,8 +1051,13 @@ static void drive_breaker(struct tl_region *r, int64_t now)
         oldest = heartbeat_age;
     if (!r->delivered_once && oldest < FIRST_DELIVERY_STALL_MS)
         oldest = 0;
-    if (!changed && b->state == TL_BREAKER_CLOSED && oldest >= b->s.stall_timeout_ms)
-        tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=stall");
+    /* The episode starts when the stall began, so that the timeline shows the whole wait. */
+    if (!changed && b->state == TL_BREAKER_CLOSED && oldest >= b->s.stall_timeout_ms) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "cause=stall stalled_ms=%" PRId64, oldest);
+        tl_timeline_mark_at(r->timeline, TL_STEP_FIRST_FAILURE, detail,
+                            tl_wallclock_ms() - oldest);
+    }
     if (!changed)
         changed |= tl_breaker_check_stall(b, now, oldest);
     if (!changed && tl_breaker_wants_probes(b) && heartbeat_age >= b->s.stall_timeout_ms)

@@ -27,7 +27,13 @@ void tl_timeline_init(struct tl_timeline *t, const char *region)
 
 void tl_timeline_mark(struct tl_timeline *t, enum tl_timeline_step step, const char *detail)
 {
-    int64_t now = tl_wallclock_ms();
+    tl_timeline_mark_at(t, step, detail, tl_wallclock_ms());
+}
+
+void tl_timeline_mark_at(struct tl_timeline *t, enum tl_timeline_step step, const char *detail,
+                         int64_t at_ms)
+{
+    int64_t now = at_ms;
     int64_t since_failure = -1;
 
     pthread_mutex_lock(&t->lock);

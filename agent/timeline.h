@@ -45,6 +45,10 @@ void tl_timeline_init(struct tl_timeline *t, const char *region);
  */
 void tl_timeline_mark(struct tl_timeline *t, enum tl_timeline_step step, const char *detail);
 
+/* Records a step like tl_timeline_mark, at the earlier wall-clock time at_ms (a stall's start). */
+void tl_timeline_mark_at(struct tl_timeline *t, enum tl_timeline_step step, const char *detail,
+                         int64_t at_ms);
+
 /* Called for every acknowledgement; records TL_STEP_FIRST_ACK when one is awaited. Cheap. */
 void tl_timeline_note_ack(struct tl_timeline *t);
 

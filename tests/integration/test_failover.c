@@ -760,8 +760,12 @@ static void region_hang_acks_resume(void **state)
     it_mock_command(west, "rtt all 0");
 
     struct ack_stats s = finish(f, "region hung", fault_ms, WEST, 1);
-    fprintf(stderr, "region hung: RTO seen by the load %" PRId64 " ms\n", s.first_ack_after_ms);
+    int64_t timeline_rto = check_timeline(&f->agent, "west");
+    fprintf(stderr, "region hung: RTO seen by the load %" PRId64 " ms, by the agent's "
+            "timeline %" PRId64 " ms\n", s.first_ack_after_ms, timeline_rto);
     check_regions(f);
+    /* The timeline counts from the start of the stall, not from its detection. */
+    assert_true(timeline_rto >= STALL_TIMEOUT_MS);
 
     assert_int_equal(s.retryable, 0);
     assert_int_equal(s.failed, 0);
