@@ -33,7 +33,6 @@ void tl_timeline_mark(struct tl_timeline *t, enum tl_timeline_step step, const c
 void tl_timeline_mark_at(struct tl_timeline *t, enum tl_timeline_step step, const char *detail,
                          int64_t at_ms)
 {
-    int64_t now = at_ms;
     int64_t since_failure = -1;
 
     pthread_mutex_lock(&t->lock);
@@ -53,14 +52,14 @@ void tl_timeline_mark_at(struct tl_timeline *t, enum tl_timeline_step step, cons
         /* Opened without a failure first (a fence lifted, a probe failed): a new episode. */
         memset(t->at_ms, 0, sizeof(t->at_ms));
         t->episodes++;
-        t->at_ms[TL_STEP_FIRST_FAILURE] = now;
+        t->at_ms[TL_STEP_FIRST_FAILURE] = at_ms;
     }
     if (step == TL_STEP_BREAKER_OPEN)
         atomic_store(&t->awaiting_first_ack, true);
     if (t->at_ms[step] == 0)
-        t->at_ms[step] = now;
+        t->at_ms[step] = at_ms;
     if (t->at_ms[TL_STEP_FIRST_FAILURE])
-        since_failure = now - t->at_ms[TL_STEP_FIRST_FAILURE];
+        since_failure = at_ms - t->at_ms[TL_STEP_FIRST_FAILURE];
     uint64_t episode = t->episodes;
     pthread_mutex_unlock(&t->lock);
 
