@@ -6,7 +6,7 @@
 #
 # Usage: scripts/demo.sh [--help] [FILE]
 #   FILE  log to replay, one event per line (default /var/log/dpkg.log, keyed by its 4th
-#         space-separated column: the package name)
+#         space-separated column: the package, or its state on status lines)
 # Environment:
 #   TWINLANE_DEMO_DIR  data directory and logs of the demo (default /tmp/twinlane-demo)
 # Installs missing dependencies and builds first (scripts/setup.sh, build/).
