@@ -3,9 +3,11 @@
  */
 #include "admin_client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,41 @@ static void add_agent(struct tl_admin_options *opts, const char *address)
 {
     opts->agents = tl_xrealloc(opts->agents, (opts->agent_count + 1) * sizeof(*opts->agents));
     opts->agents[opts->agent_count++] = tl_xstrdup(address);
+}
+
+/*
+ * Returns whether address is a Unix socket path or a loopback host:port (127.0.0.0/8, ::1 or
+ * localhost), the only places an agent's admin API listens.
+ */
+static bool address_is_local(const char *address)
+{
+    if (strncmp(address, "unix:", 5) == 0)
+        return true;
+    bool http = strncmp(address, "http://", 7) == 0;
+    if (!http && strchr(address, '/'))
+        return true;
+    const char *host = http ? address + 7 : address;
+    size_t len = strcspn(host, "/");
+    char name[256];
+    if (host[0] == '[') {
+        const char *close = memchr(host, ']', len);
+        if (!close)
+            return false;
+        snprintf(name, sizeof(name), "%.*s", (int)(close - host - 1), host + 1);
+    } else {
+        const char *colon = memchr(host, ':', len);
+        size_t name_len = colon ? (size_t)(colon - host) : len;
+        if (name_len >= sizeof(name))
+            return false;
+        snprintf(name, sizeof(name), "%.*s", (int)name_len, host);
+    }
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (strcmp(name, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, name, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, name, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
 /* Reads one address per line; blank lines and lines starting with # are skipped. */
@@ -156,6 +193,14 @@ int tl_admin_options_parse(int argc, char **argv, struct tl_admin_options *opts)
     if (opts->agent_count == 0) {
         const char *env = getenv("TWINLANE_ADMIN");
         add_agent(opts, env && env[0] ? env : TL_ADMIN_DEFAULT_AGENT);
+    }
+    for (size_t i = 0; i < opts->agent_count; i++) {
+        if (!address_is_local(opts->agents[i])) {
+            fprintf(stderr, "twinlane %s: agent address \"%s\" is neither a Unix socket path "
+                    "nor a loopback host:port; the admin API listens only on those, so run "
+                    "twinlane on the agent's host\n", argv[0], opts->agents[i]);
+            return TL_ADMIN_EXIT_USAGE;
+        }
     }
     for (int i = optind; i < argc; i++) {
         opts->args = tl_xrealloc(opts->args, (opts->arg_count + 1) * sizeof(*opts->args));
@@ -309,6 +354,10 @@ void tl_admin_request_all(const struct tl_admin_options *opts, const char *metho
         if (!r->body && r->http_status / 100 == 2)
             snprintf(r->error, sizeof(r->error), "the response is not JSON (HTTP %ld)",
                      r->http_status);
+        else if (r->http_status / 100 != 2 && r->http_status != 401 &&
+                 !json_is_string(json_object_get(r->body, "error")))
+            snprintf(r->error, sizeof(r->error), "HTTP %ld without a twinlane error message; "
+                     "check that the address is a twinlane agent's admin API", r->http_status);
     }
 
     for (size_t i = 0; i < n; i++) {
@@ -340,7 +389,7 @@ const char *tl_admin_reply_error(const struct tl_admin_reply *reply)
         return text;
     if (reply->http_status == 401)
         return "HTTP 401: missing or invalid token; pass --token-file";
-    return "the agent responded with an error status";
+    return reply->error;
 }
 
 int tl_admin_exit_code(const struct tl_admin_reply *replies, size_t count)

@@ -603,6 +603,11 @@ static void cli_shows_unreachable_agent(void **state)
     rc = run_cli(&out, "status", "--bogus", NULL);
     assert_int_equal(rc, 2);
     free(out);
+    /* The admin API listens only on Unix sockets and loopback, so other addresses are refused
+     * before anything is sent. 0.0.0.0 is not loopback, yet reaches only this host if sent. */
+    rc = run_cli(&out, "status", "--agent", "0.0.0.0:1", NULL);
+    assert_int_equal(rc, 2);
+    free(out);
 
     rc = run_cli(&out, "fence", "west", "--yes", "--agent", up_sock, "--agent", down_sock,
                  NULL);
