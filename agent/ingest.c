@@ -35,6 +35,8 @@
 #include "wal.h"
 
 /* Answers waiting for a client that does not read them; past this the connection is not read. */
+/* Largest block a connection's decode arena keeps between requests. */
+#define ARENA_KEEP_BYTES ((size_t)1 << 20)
 #define OUTPUT_HIGH_WATER (1u << 20)
 /* Requests handled per connection before others get a turn. */
 #define MAX_REQUESTS_PER_TURN 64
@@ -771,10 +773,13 @@ static void listener_on_ready(struct tl_watch *w, uint32_t events)
         describe_peer(fd, l->kind, c->peer, sizeof(c->peer));
         tl_frame_reader_init(&c->reader, ing->cfg->max_frame_bytes);
         /*
-         * Between requests the arena keeps at most max_frame_bytes, about what the read buffer
-         * may keep. A larger decoded request (many small events) is allocated afresh each time.
+         * Between requests the arena keeps at most 1 MiB (or max_frame_bytes when smaller), more
+         * than a request of 500 events of 1 KB decodes to. A larger decoded request is
+         * allocated afresh each time, so idle connections do not pin the memory of one.
          */
-        tl_arena_init(&c->decode_arena, ing->cfg->max_frame_bytes);
+        size_t keep = ing->cfg->max_frame_bytes < ARENA_KEEP_BYTES ? ing->cfg->max_frame_bytes
+                                                                    : ARENA_KEEP_BYTES;
+        tl_arena_init(&c->decode_arena, keep);
         tl_buf_init(&c->out);
         c->epoll_events = EPOLLIN | EPOLLRDHUP;
         if (tl_loop_add(ing->epfd, &c->watch, c->epoll_events) != 0)

@@ -13,6 +13,8 @@
 #include "mem.h"
 
 #define READ_CHUNK 65536
+/* An empty buffer larger than this is freed, so one large frame does not pin its memory. */
+#define IDLE_KEEP_BYTES (4 * READ_CHUNK)
 
 void tl_frame_reader_init(struct tl_frame_reader *r, size_t max_frame_bytes)
 {
@@ -30,9 +32,17 @@ size_t tl_frame_reader_pending(const struct tl_frame_reader *r)
     return r->len - r->start;
 }
 
-/* Makes room for at least `want` more bytes, compacting before growing. */
+/*
+ * Makes room for at least `want` more bytes, compacting before growing. Payloads returned by
+ * tl_frame_reader_next are no longer in use here, so an empty oversized buffer can go.
+ */
 static void reader_make_room(struct tl_frame_reader *r, size_t want)
 {
+    if (r->len == r->start && r->cap > IDLE_KEEP_BYTES) {
+        free(r->buf);
+        r->buf = NULL;
+        r->cap = r->start = r->len = 0;
+    }
     if (r->start > 0 && r->cap - r->len < want) {
         memmove(r->buf, r->buf + r->start, r->len - r->start);
         r->len -= r->start;

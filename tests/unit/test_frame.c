@@ -315,6 +315,51 @@ static void fill_stops_at_buffer_limit(void **state)
     tl_frame_reader_free(&r);
 }
 
+/* The buffer a large frame needed is freed once it is consumed and the reader is empty. */
+static void fill_frees_large_idle_buffer(void **state)
+{
+    (void)state;
+    int fds[2];
+    struct tl_frame_reader r;
+    static uint8_t frame[TL_FRAME_HEADER_BYTES + (1 << 20)];
+    uint32_t payload = 1 << 20;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    int size = 4 << 20;
+    setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    tl_frame_reader_init(&r, 2 << 20);
+    frame[0] = (uint8_t)(payload >> 24);
+    frame[1] = (uint8_t)(payload >> 16);
+    frame[2] = (uint8_t)(payload >> 8);
+    frame[3] = (uint8_t)payload;
+
+    size_t sent = 0;
+    const uint8_t *p;
+    size_t len;
+    char err[256];
+    int got = 0;
+    while (got == 0) {
+        if (sent < sizeof(frame)) {
+            ssize_t n = write(fds[1], frame + sent, sizeof(frame) - sent);
+            if (n > 0)
+                sent += (size_t)n;
+        }
+        (void)tl_frame_reader_fill(&r, fds[0]);
+        got = tl_frame_reader_next(&r, &p, &len, err, sizeof(err));
+    }
+    assert_int_equal(got, 1);
+    assert_int_equal(len, payload);
+    assert_true(r.cap >= payload);
+
+    assert_int_equal(write(fds[1], "abc", 3), 3);
+    assert_int_equal(tl_frame_reader_fill(&r, fds[0]), 3);
+    assert_true(r.cap <= 65536);
+
+    close(fds[0]);
+    close(fds[1]);
+    tl_frame_reader_free(&r);
+}
+
 static void scan_counts_events_and_batch(void **state)
 {
     (void)state;
@@ -678,6 +723,7 @@ int main(void)
         cmocka_unit_test(response_round_trip),
         cmocka_unit_test(fill_reports_eof_and_empty),
         cmocka_unit_test(fill_stops_at_buffer_limit),
+        cmocka_unit_test(fill_frees_large_idle_buffer),
         cmocka_unit_test(scan_counts_events_and_batch),
         cmocka_unit_test(scan_rejects_nul_in_names),
         cmocka_unit_test(scan_rejects_truncated_fields),
