@@ -14,7 +14,7 @@
 
 #define READ_CHUNK 65536
 /* An empty buffer larger than this is freed, so one large frame does not pin its memory. */
-#define IDLE_KEEP_BYTES (4 * READ_CHUNK)
+#define IDLE_KEEP_BYTES ((size_t)1 << 20)
 
 void tl_frame_reader_init(struct tl_frame_reader *r, size_t max_frame_bytes)
 {
