@@ -186,8 +186,10 @@ int tl_admin_options_parse(int argc, char **argv, struct tl_admin_options *opts)
             rc = TL_ADMIN_EXIT_USAGE;
             break;
         }
-        if (rc != 0)
+        if (rc != 0) {
+            tl_admin_options_free(opts);
             return rc;
+        }
     }
 
     if (opts->agent_count == 0) {
@@ -199,6 +201,7 @@ int tl_admin_options_parse(int argc, char **argv, struct tl_admin_options *opts)
             fprintf(stderr, "twinlane %s: agent address \"%s\" is neither a Unix socket path "
                     "nor a loopback host:port; the admin API listens only on those, so run "
                     "twinlane on the agent's host\n", argv[0], opts->agents[i]);
+            tl_admin_options_free(opts);
             return TL_ADMIN_EXIT_USAGE;
         }
     }

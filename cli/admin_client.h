@@ -49,7 +49,8 @@ struct tl_admin_reply {
 
 /*
  * Parses the shared options of argv (argv[0] is the command name). Returns 0, or
- * TL_ADMIN_EXIT_USAGE after printing the problem on stderr. Free with tl_admin_options_free.
+ * TL_ADMIN_EXIT_USAGE after printing the problem on stderr (the options are then freed
+ * already). Free them with tl_admin_options_free after a success.
  */
 int tl_admin_options_parse(int argc, char **argv, struct tl_admin_options *opts);
 
