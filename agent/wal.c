@@ -445,32 +445,47 @@ static bool zero_to_end(int fd, uint64_t offset)
     return zero;
 }
 
+/* Returns whether a whole record with sequence number seq and a valid CRC starts at buf[at]. */
+static bool record_valid_at(const uint8_t *buf, size_t len, size_t at, uint64_t seq,
+                            size_t limit)
+{
+    if (at + MIN_RECORD_BYTES > len)
+        return false;
+    uint32_t payload = get_u32(buf + at);
+    if (get_u64(buf + at + 8) != seq || payload < TL_WAL_PAYLOAD_FIXED_BYTES ||
+        payload > limit || payload > len - at - TL_WAL_RECORD_HEADER_BYTES)
+        return false;
+    return tl_crc32c(0, buf + at + 8, 8 + (size_t)payload) == get_u32(buf + at + 4);
+}
+
 /*
- * Returns true when a whole record with a valid CRC and a sequence number above bad_seq starts
- * somewhere in [from, end) of the file. A torn write leaves nothing valid after itself, so such
- * a record shows that the bad record is damage, for example a flipped bit in its length field.
+ * Looks for valid records in [from, end) of the file, after the bad record bad_seq. A torn
+ * write leaves nothing valid after itself, so such records show that the bad record is
+ * damage, for example a flipped bit in its length field. A candidate counts when it ends the
+ * file or the next record follows it, so that bytes inside an event's value that happen to
+ * look like one record are not enough. Returns 1 when found, 0 when not, and -1 when the
+ * bytes cannot be read.
  */
-static bool valid_record_after(int fd, uint64_t from, uint64_t end, uint64_t bad_seq,
-                               size_t limit)
+static int valid_record_after(int fd, uint64_t from, uint64_t end, uint64_t bad_seq,
+                              size_t limit)
 {
     if (end <= from || end - from < MIN_RECORD_BYTES)
-        return false;
+        return 0;
     size_t len = (size_t)(end - from);
     uint8_t *buf = malloc(len);
     if (!buf || pread(fd, buf, len, (off_t)from) != (ssize_t)len) {
         free(buf);
-        return false;
+        return -1;
     }
     /* Records after the bad one: at most one per MIN_RECORD_BYTES of the rest of the file. */
     uint64_t max_seq = bad_seq + len / MIN_RECORD_BYTES + 1;
-    bool found = false;
+    int found = 0;
     for (size_t at = 0; !found && at + MIN_RECORD_BYTES <= len; at++) {
-        uint32_t payload = get_u32(buf + at);
         uint64_t seq = get_u64(buf + at + 8);
-        if (seq <= bad_seq || seq > max_seq || payload < TL_WAL_PAYLOAD_FIXED_BYTES ||
-            payload > limit || payload > len - at - TL_WAL_RECORD_HEADER_BYTES)
+        if (seq <= bad_seq || seq > max_seq || !record_valid_at(buf, len, at, seq, limit))
             continue;
-        found = tl_crc32c(0, buf + at + 8, 8 + (size_t)payload) == get_u32(buf + at + 4);
+        size_t next = at + TL_WAL_RECORD_HEADER_BYTES + get_u32(buf + at);
+        found = next == len || record_valid_at(buf, len, next, seq + 1, limit);
     }
     free(buf);
     return found;
@@ -530,11 +545,15 @@ static int scan_segment(struct tl_wal *w, const char *path, uint64_t first_seq, 
         }
         if (record_end > s->file_bytes) {
             /* A torn last record, unless valid records follow: then its length is damaged. */
-            s->damaged = valid_record_after(fd, offset + TL_WAL_RECORD_HEADER_BYTES,
-                                            s->file_bytes, s->end_seq, limit);
+            int after = valid_record_after(fd, offset + TL_WAL_RECORD_HEADER_BYTES,
+                                           s->file_bytes, s->end_seq, limit);
+            s->damaged = after != 0; /* unreadable counts as damaged: never truncate blindly */
             s->torn = !s->damaged;
             snprintf(s->why, sizeof(s->why), "record of %" PRIu32 " bytes runs past the end "
-                     "of the file%s", payload, s->damaged ? ", and valid records follow it" : "");
+                     "of the file%s", payload,
+                     after > 0 ? ", and valid records follow it"
+                     : after < 0 ? ", and the rest of the file could not be read to tell a "
+                                   "torn write from damage" : "");
             break;
         }
         size_t total = TL_WAL_RECORD_HEADER_BYTES + payload;
@@ -807,10 +826,11 @@ static int recover(struct tl_wal *w, bool salvage, struct tl_wal_recovery *rec, 
             next = atomic_load(&w->cursor[r]);
     if (expected && next > expected) {
         /*
-         * A region holds events the WAL no longer has: the tail was lost (a power loss with
-         * wal.fsync "interval" or "off", or a salvaged segment). New records start a segment
-         * of their own, so that no segment has a gap inside, and the loss is reported for
-         * every region that had not stored those events.
+         * A region has stored events the WAL no longer has: the tail was lost in a power
+         * loss (with wal.fsync "interval" or "off", or after a failed fsync, whose records
+         * regions may already send). New records start a segment of their own, so that no
+         * segment has a gap inside, and the loss is reported for every region that had not
+         * stored those events.
          */
         tl_log_error("wal", "the WAL ends below a region cursor, its newest events are gone "
                      "from_seq=%" PRIu64 " to_seq=%" PRIu64, expected, next - 1);
