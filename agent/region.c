@@ -193,6 +193,15 @@ static void finish_event(struct tl_region *r, struct tl_event *ev, rd_kafka_resp
     advance_cursor(r);
 }
 
+/*
+ * Returns whether the producer has hit a fatal error. librdkafka records it before it queues
+ * the error event or any delivery report, so this is true whichever of them is served first.
+ */
+static bool producer_failed(struct tl_region *r)
+{
+    return r->fatal || rd_kafka_fatal_error(r->rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 /* Schedules a resend from the cursor after a failure that the region may recover from. */
 static void schedule_resend(struct tl_region *r, const struct tl_event *ev,
                             rd_kafka_resp_err_t err)
@@ -203,10 +212,10 @@ static void schedule_resend(struct tl_region *r, const struct tl_event *ev,
     /*
      * Purges are the agent's own doing, and a fatal error is the producer's, not the region's.
      * Neither counts against the breaker, including the batch whose response raised the fatal
-     * error (for example OUT_OF_ORDER_SEQUENCE_NUMBER), because on_error sets r->fatal first.
+     * error (for example OUT_OF_ORDER_SEQUENCE_NUMBER).
      */
     bool purged = err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
-                  err == RD_KAFKA_RESP_ERR__FATAL || r->fatal;
+                  err == RD_KAFKA_RESP_ERR__FATAL || producer_failed(r);
     if (!purged) {
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;
@@ -235,7 +244,8 @@ static void on_heartbeat_delivery(struct tl_region *r, const rd_kafka_message_t 
     bool before_backfilling = r->breaker.backfilling;
     int64_t now = tl_now_ms();
     bool purged = msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
-                  msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+                  msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT ||
+                  (msg->err && producer_failed(r));
     bool changed = false;
 
     r->heartbeat_sent_ms = 0;
