@@ -82,6 +82,7 @@ struct tl_admin {
     atomic_int ingest_request;       /* enum ingest_request */
     atomic_int preferred_region;     /* set by failover, cleared by failback; -1 none */
 
+    pthread_mutex_t control_lock;    /* held while a fence, failover or failback runs */
     pthread_mutex_t lock;            /* everything below */
     struct loop_snapshot snap;
     char ingest_who[96];             /* who sent the waiting ingest request */
@@ -995,12 +996,24 @@ static enum MHD_Result route(struct tl_admin *a, struct listener *l, struct MHD_
         return send_error(conn, MHD_HTTP_BAD_REQUEST, "invalid value for %s; use 1, true, 0 or "
                           "false", bad);
     bool dry_run = query_flag(conn, "dry_run");
+    /*
+     * Fence changes check the breakers and then apply, and each listener has its own thread:
+     * one at a time, so two requests cannot both pass a check that only one may pass.
+     */
+    enum MHD_Result result;
+    bool fence_verb = true;
+    pthread_mutex_lock(&a->control_lock);
     if (strncmp(url, "/v1/regions/", 12) == 0)
-        return handle_region_verb(a, conn, url + 12, dry_run, who);
-    if (strcmp(url, "/v1/failover") == 0)
-        return handle_failover(a, conn, dry_run, who);
-    if (strcmp(url, "/v1/failback") == 0)
-        return handle_failback(a, conn, dry_run, who);
+        result = handle_region_verb(a, conn, url + 12, dry_run, who);
+    else if (strcmp(url, "/v1/failover") == 0)
+        result = handle_failover(a, conn, dry_run, who);
+    else if (strcmp(url, "/v1/failback") == 0)
+        result = handle_failback(a, conn, dry_run, who);
+    else
+        fence_verb = false;
+    pthread_mutex_unlock(&a->control_lock);
+    if (fence_verb)
+        return result;
     if (strcmp(url, "/v1/ingest/pause") == 0)
         return handle_ingest_verb(a, conn, true, dry_run, who);
     if (strcmp(url, "/v1/ingest/resume") == 0)
@@ -1258,6 +1271,7 @@ int tl_admin_open(const struct tl_admin_sources *src, struct tl_admin **out, cha
     atomic_store(&a->preferred_region, -1);
     a->mhd_log = (struct tl_ratelimit)TL_RATELIMIT_INIT(10000, 10);
     pthread_mutex_init(&a->lock, NULL);
+    pthread_mutex_init(&a->control_lock, NULL);
     a->request_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (a->request_fd < 0)
         tl_panic("eventfd failed: %s", strerror(errno));
@@ -1340,5 +1354,6 @@ void tl_admin_close(struct tl_admin *a)
     if (a->request_fd >= 0)
         close(a->request_fd);
     pthread_mutex_destroy(&a->lock);
+    pthread_mutex_destroy(&a->control_lock);
     free(a);
 }
