@@ -38,6 +38,10 @@ static bool address_is_local(const char *address)
         return true;
     const char *host = http ? address + 7 : address;
     size_t len = strcspn(host, "/");
+    /* user@host and other URL syntax would let curl connect somewhere else than checked. */
+    for (size_t i = 0; i < len; i++)
+        if (strchr("@?#\\ \t", host[i]))
+            return false;
     char name[256];
     if (host[0] == '[') {
         const char *close = memchr(host, ']', len);

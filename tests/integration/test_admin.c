@@ -608,6 +608,10 @@ static void cli_shows_unreachable_agent(void **state)
     rc = run_cli(&out, "status", "--agent", "0.0.0.0:1", NULL);
     assert_int_equal(rc, 2);
     free(out);
+    /* A user part must not pass the check: curl would connect to the host after the '@'. */
+    rc = run_cli(&out, "status", "--agent", "127.0.0.1:1@localhost:9", NULL);
+    assert_int_equal(rc, 2);
+    free(out);
 
     rc = run_cli(&out, "fence", "west", "--yes", "--agent", up_sock, "--agent", down_sock,
                  NULL);
