@@ -34,9 +34,9 @@
 #include "partitioner.h"
 #include "wal.h"
 
-/* Answers waiting for a client that does not read them; past this the connection is not read. */
 /* Largest block a connection's decode arena keeps between requests. */
 #define ARENA_KEEP_BYTES ((size_t)1 << 20)
+/* Answers waiting for a client that does not read them; past this the connection is not read. */
 #define OUTPUT_HIGH_WATER (1u << 20)
 /* Requests handled per connection before others get a turn. */
 #define MAX_REQUESTS_PER_TURN 64

@@ -96,6 +96,12 @@ int tl_frame_reader_next(struct tl_frame_reader *r, const uint8_t **payload, siz
                          char *err, size_t errsize)
 {
     size_t avail = r->len - r->start;
+    if (avail == 0 && r->cap > IDLE_KEEP_BYTES) {
+        /* The previous payload is no longer in use, and the connection may now sit idle. */
+        free(r->buf);
+        r->buf = NULL;
+        r->cap = r->start = r->len = 0;
+    }
     if (avail < TL_FRAME_HEADER_BYTES)
         return 0;
 

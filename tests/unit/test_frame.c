@@ -315,7 +315,7 @@ static void fill_stops_at_buffer_limit(void **state)
     tl_frame_reader_free(&r);
 }
 
-/* The buffer a large frame needed is freed once it is consumed and the reader is empty. */
+/* The buffer a large frame needed is freed once the frame is consumed and the reader is empty. */
 static void fill_frees_large_idle_buffer(void **state)
 {
     (void)state;
@@ -350,6 +350,10 @@ static void fill_frees_large_idle_buffer(void **state)
     assert_int_equal(got, 1);
     assert_int_equal(len, payload);
     assert_true(r.cap >= payload);
+
+    /* Asking for the next frame of an empty reader frees it, with no further read needed. */
+    assert_int_equal(tl_frame_reader_next(&r, &p, &len, err, sizeof(err)), 0);
+    assert_int_equal(r.cap, 0);
 
     assert_int_equal(write(fds[1], "abc", 3), 3);
     assert_int_equal(tl_frame_reader_fill(&r, fds[0]), 3);
