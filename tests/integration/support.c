@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -41,6 +42,11 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void it_child_dies_with_parent(void)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 static unsigned watchdog_seconds;
 
 static void *watchdog_thread(void *arg)
@@ -49,13 +55,22 @@ static void *watchdog_thread(void *arg)
     unsigned left = watchdog_seconds;
     while (left > 0)
         left = sleep(left);
-    fprintf(stderr, "integration test: timed out after %u s, stacks of its threads follow\n",
-            watchdog_seconds);
+    /* write(2), not stdio: a hung thread may hold the lock of stderr. */
+    char text[160];
+    int n = snprintf(text, sizeof(text), "integration test: timed out after %u s, stacks of "
+                     "its threads follow\n", watchdog_seconds);
+    (void)!write(STDERR_FILENO, text, (size_t)n);
+    /* Lets gdb attach under Yama's ptrace_scope 1 (children may not trace their parent). */
+    prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
     char command[128];
     snprintf(command, sizeof(command), "gdb -nx -batch -p %d -ex 'thread apply all bt' 1>&2",
              (int)getpid());
-    if (system(command) != 0)
-        fprintf(stderr, "integration test: gdb failed or is not installed, no stacks\n");
+    if (system(command) != 0) {
+        static const char none[] = "integration test: no stacks: gdb is not installed or could "
+                                   "not attach (ptrace restrictions)\n";
+        (void)!write(STDERR_FILENO, none, sizeof(none) - 1);
+    }
+    /* Child processes get SIGKILL when this process dies (it_child_dies_with_parent). */
     abort();
 }
 
@@ -151,6 +166,7 @@ void it_agent_start(struct it_agent *a, const char *name, const char *config_tex
     if (a->pid < 0)
         die("fork: %s", strerror(errno));
     if (a->pid == 0) {
+        it_child_dies_with_parent();
         int fd = open(a->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, STDERR_FILENO);
         dup2(fd, STDOUT_FILENO);
@@ -230,6 +246,7 @@ int it_run(char *const argv[], const char *out_path, const char *err_path, int t
     if (pid < 0)
         die("fork: %s", strerror(errno));
     if (pid == 0) {
+        it_child_dies_with_parent();
         int out = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int err = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int in = open("/dev/null", O_RDONLY);
@@ -411,6 +428,7 @@ void it_agent_restart(struct it_agent *a)
     if (a->pid < 0)
         die("fork: %s", strerror(errno));
     if (a->pid == 0) {
+        it_child_dies_with_parent();
         int fd = open(a->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, STDERR_FILENO);
         dup2(fd, STDOUT_FILENO);
@@ -463,6 +481,7 @@ void it_mock_start(struct it_mock *m, const char *dir, const char *name,
     if (m->pid < 0)
         die("fork: %s", strerror(errno));
     if (m->pid == 0) {
+        it_child_dies_with_parent();
         int fd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         int null = open("/dev/null", O_RDWR);
         dup2(null, STDIN_FILENO);

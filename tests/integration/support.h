@@ -49,6 +49,9 @@ struct it_records {
  */
 void it_watchdog_start(unsigned seconds);
 
+/* Called in a forked child: the child gets SIGKILL when the test process dies. */
+void it_child_dies_with_parent(void);
+
 /* Creates a fresh temporary directory under $TMPDIR (default /tmp) named after the test. */
 void it_make_dir(const char *name, char *out, size_t outsize);
 

@@ -460,6 +460,7 @@ static void start_forked_agent(struct it_agent *agent, const char *name, const c
 
     agent->pid = fork();
     if (agent->pid == 0) {
+        it_child_dies_with_parent();
         freopen(agent->log, "w", stderr);
         execl(TL_AGENT_BIN, "twinlane-agent", "-c", path, (char *)NULL);
         _exit(127);

@@ -140,6 +140,7 @@ static void mock_launch(struct mock *m, const char *name, va_list ap)
     m->pid = fork();
     assert_true(m->pid >= 0);
     if (m->pid == 0) {
+        it_child_dies_with_parent();
         int log = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(out[1], STDOUT_FILENO);
         dup2(log, STDERR_FILENO);
