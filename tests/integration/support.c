@@ -55,7 +55,7 @@ static void *watchdog_thread(void *arg)
     unsigned left = watchdog_seconds;
     while (left > 0)
         left = sleep(left);
-    /* write(2), not stdio: a hung thread may hold the lock of stderr. */
+    /* Written with write(2), not stdio, because a hung thread may hold the lock of stderr. */
     char text[160];
     int n = snprintf(text, sizeof(text), "integration test: timed out after %u s, stacks of "
                      "its threads follow\n", watchdog_seconds);

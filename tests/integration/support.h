@@ -43,7 +43,7 @@ struct it_records {
 
 /*
  * Starts a thread that, when the test is still running after `seconds`, prints the stack of
- * every thread (with gdb, when installed) and aborts. A hung test then says where it hung
+ * every thread (with gdb, when installed) and aborts. A hung test then reports where it hung
  * instead of waiting for ctest's timeout with its output lost. Also makes stdout line
  * buffered, so that cmocka's results are not lost when the process is killed.
  */

@@ -371,9 +371,9 @@ static void control_verbs_change_state(void **state)
                            "unix:pid="));
     json_decref(fence);
     /* East is now the only region taking events: fencing it needs force. */
-    json_t *refused = http_json(sock, "POST", "/v1/regions/east/fence", 409);
-    assert_non_null(strstr(json_string_value(json_object_get(refused, "error")), "--force"));
-    json_decref(refused);
+    json_t *conflict = http_json(sock, "POST", "/v1/regions/east/fence", 409);
+    assert_non_null(strstr(json_string_value(json_object_get(conflict, "error")), "--force"));
+    json_decref(conflict);
     s = http_json(sock, "GET", "/v1/status", 200);
     assert_string_equal(region_breaker(s, "east"), "closed");
     json_decref(s);
@@ -603,7 +603,7 @@ static void cli_shows_unreachable_agent(void **state)
     rc = run_cli(&out, "status", "--bogus", NULL);
     assert_int_equal(rc, 2);
     free(out);
-    /* The admin API listens only on Unix sockets and loopback, so other addresses are refused
+    /* The admin API listens only on Unix sockets and loopback, so other addresses are rejected
      * before anything is sent. 0.0.0.0 is not loopback, yet reaches only this host if sent. */
     rc = run_cli(&out, "status", "--agent", "0.0.0.0:1", NULL);
     assert_int_equal(rc, 2);

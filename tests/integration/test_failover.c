@@ -787,7 +787,7 @@ static void produce_errors_lose_nothing(void **state)
      * One produce request in flight per connection. The mock cluster does not check the
      * sequence numbers of an idempotent producer, so it stores a later request after an
      * earlier one failed, and librdkafka then counts the failed one as stored (a real broker
-     * refuses the gap). Those events would never reach the mock.
+     * rejects the gap). Those events would never reach the mock.
      */
     start_fixture(f, "failover-errors", "spool",
                   " properties = [ \"max.in.flight.requests.per.connection=1\" ];");

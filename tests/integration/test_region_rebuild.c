@@ -3,7 +3,7 @@
  * rebuild the region's producer and resend from its cursor, so every event still reaches the
  * region and the cursor reaches the WAL head.
  *
- * The fatal error comes the way a broker causes one: east's mock cluster answers the
+ * The fatal error comes the way a broker causes one: east's mock cluster responds to the
  * head-of-line produce request with OUT_OF_ORDER_SEQUENCE_NUMBER. (rd_kafka_test_fatal_error()
  * would race with the region thread, which destroys the handle while the test's call may
  * still be using it.) The agent's modules are driven directly (config, WAL, pipeline,
@@ -177,7 +177,7 @@ static void rig_wait_rebuilds(struct rig *g, uint64_t count)
     assert_int_equal(atomic_load(&g->regions[0]->rebuilds), count);
 }
 
-/* Stops everything, then checks that east holds every event value appended. */
+/* Stops everything, then checks that east contains every event value appended. */
 static void rig_stop_and_check_east(struct rig *g)
 {
     for (int r = 0; r < 2; r++)
@@ -262,7 +262,8 @@ static void heartbeat_in_flight_at_rebuild_keeps_breaker_closed(void **state)
         usleep(50000);
     }
     assert_true(atomic_load(&g.regions[0]->heartbeat_sent_wallclock_ms) > sent_before);
-    usleep(100000); /* past librdkafka's linger, so the event goes in a request of its own */
+    /* Past librdkafka's linger, so that the event goes in a request of its own. */
+    usleep(100000);
     uint64_t transitions = atomic_load(&g.regions[0]->breaker_transitions);
 
     rig_inject_fatal_error(&g);
