@@ -3,6 +3,7 @@
  * the SIGINT handler can kill them without allocating.
  */
 #include "procs.h"
+#include "freeport.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -259,22 +260,6 @@ out:
     return rc;
 }
 
-/* Returns a loopback TCP port that was free a moment ago, or 0. */
-static int pick_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(addr);
-    int port = 0;
-    if (fd < 0)
-        return 0;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
-        port = ntohs(addr.sin_port);
-    close(fd);
-    return port;
-}
-
 static int write_agent_config(const struct bench_agent *a, const char *data_dir,
                               const struct bench_agent_settings *s, char *err, size_t errsize)
 {
@@ -313,7 +298,7 @@ int bench_agent_start(struct bench_agent *a, const char *bin, const char *dir,
     snprintf(a->log, sizeof(a->log), "%s/agent.log", dir);
     snprintf(a->unix_path, sizeof(a->unix_path), "%s/agent.sock", dir);
     snprintf(data_dir, sizeof(data_dir), "%s/agent-data", dir);
-    int port = pick_free_port();
+    int port = tl_free_loopback_port();
     if (port == 0) {
         snprintf(err, errsize, "no free loopback TCP port for the agent");
         return -1;

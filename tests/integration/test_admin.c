@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "freeport.h"
 #include "support.h"
 #include "twinlane/client.h"
 
@@ -431,7 +432,8 @@ static void tcp_requires_valid_token(void **state)
     fclose(f);
     chmod(token_file, 0600);
 
-    int port = 20000 + (int)(getpid() % 20000);
+    int port = tl_free_loopback_port();
+    assert_true(port > 0);
     char group[512];
     snprintf(group, sizeof(group), "admin = { tcp = \"127.0.0.1:%d\"; token_file = \"%s\"; };",
              port, token_file);
