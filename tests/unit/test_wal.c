@@ -1162,6 +1162,34 @@ static void record_past_end_dropped(void **state)
     assert_tail_recovered(f, path, 6, size);
 }
 
+/*
+ * A torn record whose bytes contain one complete record image (an event value can contain
+ * anything). A single valid record after a bad length is not proof of damage, so the tail is
+ * still truncated as a torn write.
+ */
+static void torn_record_with_record_image_dropped(void **state)
+{
+    struct fixture *f = *state;
+    write_closed_wal(f, 6);
+    char path[256];
+    segment_file(f, -1, path, sizeof(path));
+    uint64_t size = file_size(path);
+
+    struct tl_buf image;
+    tl_buf_init(&image);
+    encode_sample(&image, 8, 40);
+    uint8_t junk[TL_WAL_RECORD_HEADER_BYTES + 30 + 512 + 25];
+    assert_true(image.len <= 512);
+    memset(junk, 0x5A, sizeof(junk));
+    put_le32(junk, 5000);
+    memcpy(junk + TL_WAL_RECORD_HEADER_BYTES + 30, image.data, image.len);
+    size_t junk_len = TL_WAL_RECORD_HEADER_BYTES + 30 + image.len + 25;
+    append_bytes(path, junk, junk_len);
+    tl_buf_free(&image);
+
+    assert_tail_recovered(f, path, 6, size);
+}
+
 static void bad_crc_last_record_dropped(void **state)
 {
     struct fixture *f = *state;
@@ -1846,6 +1874,7 @@ int main(void)
         WAL_TEST(torn_record_header_truncated),
         WAL_TEST(partial_header_garbage_dropped),
         WAL_TEST(record_past_end_dropped),
+        WAL_TEST(torn_record_with_record_image_dropped),
         WAL_TEST(bad_crc_last_record_dropped),
         WAL_TEST(zero_filled_tail_dropped),
         WAL_TEST(zeroed_last_record_dropped),
