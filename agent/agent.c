@@ -28,8 +28,13 @@
 #include "region.h"
 #include "wal.h"
 
-/* How long the start-up topic check waits for each region to answer. */
+/* How long start-up waits for each region's metadata and heartbeat topic. */
 #define STARTUP_METADATA_TIMEOUT_MS 30000
+/* How long start-up waits for a region that does not respond once the other region passed its
+ * checks. Then the agent starts without it, and checks it when it responds. */
+#define STARTUP_DEGRADED_AFTER_MS 5000
+/* Time limit of one metadata request round to a region that has not responded yet. */
+#define STARTUP_ATTEMPT_MS 1000
 #define STATS_INTERVAL_MS 60000
 
 struct tl_agent {
@@ -174,11 +179,51 @@ static int lock_data_dir(struct tl_agent *a, char *err, size_t errsize)
     return 0;
 }
 
-/* Starts embedded clusters and producers, then checks the topics in both regions. */
+/*
+ * Fetches the topics' partition counts of both regions into counts[region]. A region that has
+ * not responded when the other one passed, STARTUP_DEGRADED_AFTER_MS after the start, is left
+ * out: checked[region] stays false and why[region] gives the last error. Fails when neither
+ * region responds within STARTUP_METADATA_TIMEOUT_MS, or on any error other than a time-out.
+ */
+static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
+                        char why[][512], char *err, size_t errsize)
+{
+    int64_t start = tl_now_ms();
+
+    for (;;) {
+        for (int r = 0; r < TL_REGION_COUNT; r++) {
+            if (checked[r])
+                continue;
+            int rc = tl_region_check_topics(a->regions[r], STARTUP_ATTEMPT_MS, counts[r], why[r],
+                                            sizeof(why[r]));
+            if (rc == 0)
+                checked[r] = true;
+            else if (rc != TL_ETIMEDOUT)
+                return tl_error(err, errsize, rc, "%s", why[r]);
+        }
+        int64_t waited = tl_now_ms() - start;
+        if (checked[0] && checked[1])
+            return 0;
+        if ((checked[0] || checked[1]) && waited >= STARTUP_DEGRADED_AFTER_MS)
+            return 0;
+        if (!checked[0] && !checked[1] && waited >= STARTUP_METADATA_TIMEOUT_MS)
+            return tl_error(err, errsize, TL_ETIMEDOUT, "neither region responded within %d ms, "
+                            "and the agent needs one to learn the partition counts (%s: %s) "
+                            "(%s: %s)", STARTUP_METADATA_TIMEOUT_MS, a->cfg->regions[0].name,
+                            why[0], a->cfg->regions[1].name, why[1]);
+    }
+}
+
+/*
+ * Starts embedded clusters and producers, then checks the topics in both regions. A region
+ * that does not respond is checked later, while the agent runs on the other one.
+ */
 static int open_regions(struct tl_agent *a, char *err, size_t errsize)
 {
     const struct tl_config *cfg = a->cfg;
     int32_t *counts[TL_REGION_COUNT] = {0};
+    bool checked[TL_REGION_COUNT] = {false, false};
+    char why[TL_REGION_COUNT][512] = {"", ""};
     int rc = 0;
 
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
@@ -193,13 +238,12 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
                             errsize);
     }
 
-    for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
+    for (int r = 0; r < TL_REGION_COUNT; r++)
         counts[r] = tl_xcalloc(cfg->topic_count, sizeof(int32_t));
-        rc = tl_region_check_topics(a->regions[r], STARTUP_METADATA_TIMEOUT_MS, counts[r], err,
-                                    errsize);
-    }
+    if (rc == 0)
+        rc = check_topics(a, counts, checked, why, err, errsize);
 
-    for (size_t t = 0; t < cfg->topic_count && rc == 0; t++) {
+    for (size_t t = 0; t < cfg->topic_count && rc == 0 && checked[0] && checked[1]; t++) {
         if (counts[0][t] != counts[1][t])
             rc = tl_error(err, errsize, TL_EINVAL, "topic %s has %" PRId32 " partitions in region "
                           "%s but %" PRId32 " in region %s; both regions need the same partition "
@@ -209,16 +253,27 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
     }
 
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++)
-        rc = tl_region_prepare_heartbeats(a->regions[r], STARTUP_METADATA_TIMEOUT_MS, err,
-                                          errsize);
+        if (checked[r])
+            rc = tl_region_prepare_heartbeats(a->regions[r], STARTUP_METADATA_TIMEOUT_MS, err,
+                                              errsize);
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
         tl_timeline_init(&a->timelines[r], cfg->regions[r].name);
         tl_region_attach(a->regions[r], a->regions, &a->timelines[r]);
     }
 
     if (rc == 0) {
-        a->partitions = counts[0];
-        counts[0] = NULL;
+        int known = checked[0] ? 0 : 1;
+        a->partitions = counts[known];
+        counts[known] = NULL;
+        for (int r = 0; r < TL_REGION_COUNT; r++) {
+            if (checked[r])
+                continue;
+            tl_log_warn("agent", "region did not respond at start, starting without it; its "
+                        "events wait in the WAL until it passes the topic checks region=%s "
+                        "waited_ms=%d error=\"%s\"", cfg->regions[r].name,
+                        STARTUP_DEGRADED_AFTER_MS, why[r]);
+            tl_region_defer_checks(a->regions[r], a->partitions, "did not respond at start");
+        }
     }
     for (int r = 0; r < TL_REGION_COUNT; r++)
         free(counts[r]);

@@ -160,6 +160,13 @@ bool tl_breaker_all_brokers_down(struct tl_breaker *b, int64_t now_ms)
     return trip(b, now_ms, "%s", "all brokers of the region are down");
 }
 
+bool tl_breaker_trip(struct tl_breaker *b, int64_t now_ms, const char *reason)
+{
+    if (b->state != TL_BREAKER_CLOSED && b->state != TL_BREAKER_HALF_OPEN)
+        return false;
+    return trip(b, now_ms, "%s", reason);
+}
+
 bool tl_breaker_record_probe(struct tl_breaker *b, int64_t now_ms, bool ok, const char *error)
 {
     if (b->state != TL_BREAKER_HALF_OPEN || b->backfilling)

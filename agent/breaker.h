@@ -84,6 +84,9 @@ bool tl_breaker_record_failure(struct tl_breaker *b, int64_t now_ms, const char 
 /* oldest_ms: age of the oldest event sent and not yet answered by the region, 0 if none. */
 bool tl_breaker_check_stall(struct tl_breaker *b, int64_t now_ms, int64_t oldest_ms);
 bool tl_breaker_all_brokers_down(struct tl_breaker *b, int64_t now_ms);
+/* Opens a CLOSED or HALF_OPEN breaker for a cause the agent found itself, such as a region
+ * that did not respond at start. */
+bool tl_breaker_trip(struct tl_breaker *b, int64_t now_ms, const char *reason);
 bool tl_breaker_record_probe(struct tl_breaker *b, int64_t now_ms, bool ok, const char *error);
 /* Moves OPEN to HALF_OPEN once the interval is over. */
 bool tl_breaker_tick(struct tl_breaker *b, int64_t now_ms);

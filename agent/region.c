@@ -38,6 +38,9 @@ enum { SLOT_FREE = 0, SLOT_SENT = 1, SLOT_DONE = 2 };
  * started, and that must not open the breaker.
  */
 #define FIRST_DELIVERY_STALL_MS 10000
+/* Time limit of each deferred check (topics, heartbeat topic) of a region that did not
+ * respond at start. */
+#define DEFERRED_CHECK_TIMEOUT_MS 5000
 /* Probe (heartbeat) interval while half-open, so that recovery is noticed quickly. */
 #define PROBE_INTERVAL_MS 250
 
@@ -457,8 +460,9 @@ fail:
     return rc;
 }
 
-int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partitions, char *err,
-                           size_t errsize)
+/* Fetches each topic's partition count into partitions[topic]; see tl_region_check_topics. */
+static int fetch_partition_counts(struct tl_region *r, int timeout_ms, int32_t *partitions,
+                                  char *err, size_t errsize)
 {
     int64_t deadline = tl_now_ms() + timeout_ms;
 
@@ -492,16 +496,38 @@ int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partiti
                     topic, partitions[t]);
     }
 
+    return 0;
+}
+
+/* Stores the partition counts that heartbeats report positions for. */
+static void install_partition_counts(struct tl_region *r, const int32_t *partitions)
+{
     size_t total = 0;
+    for (size_t t = 0; t < r->cfg->topic_count; t++)
+        total += (size_t)partitions[t];
+    struct tl_position *positions = tl_xcalloc(total ? total : 1, sizeof(*positions));
+
+    pthread_mutex_lock(&r->positions_lock);
+    total = 0;
     for (size_t t = 0; t < r->cfg->topic_count; t++) {
         r->partition_counts[t] = partitions[t];
         r->position_base[t] = total;
         total += (size_t)partitions[t];
     }
     free(r->positions);
-    r->positions = tl_xcalloc(total ? total : 1, sizeof(*r->positions));
-    return 0;
+    r->positions = positions;
+    pthread_mutex_unlock(&r->positions_lock);
 }
+
+int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partitions, char *err,
+                           size_t errsize)
+{
+    int rc = fetch_partition_counts(r, timeout_ms, partitions, err, errsize);
+    if (rc == 0)
+        install_partition_counts(r, partitions);
+    return rc;
+}
+
 
 /* Creates the heartbeat topic with the Admin API and waits for the answer. */
 static int create_heartbeat_topic(struct tl_region *r, int brokers, int timeout_ms, char *err,
@@ -553,7 +579,8 @@ int tl_region_prepare_heartbeats(struct tl_region *r, int timeout_ms, char *err,
     int64_t deadline = tl_now_ms() + timeout_ms;
     bool created = false;
 
-    r->heartbeat_topic = rd_kafka_topic_new(r->rk, r->cfg->heartbeat_topic, NULL);
+    if (!r->heartbeat_topic)
+        r->heartbeat_topic = rd_kafka_topic_new(r->rk, r->cfg->heartbeat_topic, NULL);
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
         int64_t left = deadline - tl_now_ms();
@@ -842,7 +869,7 @@ static bool try_resend(struct tl_region *r)
 /* Produces events from send_seq while the window has room. */
 static void pump(struct tl_region *r)
 {
-    if (!tl_breaker_sends_events(&r->breaker))
+    if (!tl_breaker_sends_events(&r->breaker) || r->unchecked)
         return;
     if (r->resend && !try_resend(r))
         return;
@@ -917,13 +944,14 @@ static void send_heartbeat(struct tl_region *r, int64_t now)
         status[i].cursor = atomic_load(&peer->published_cursor);
         status[i].backlog = next_seq > status[i].cursor ? next_seq - status[i].cursor : 0;
 
+        /* A region checked after start installs its partition counts under this lock. */
+        pthread_mutex_lock(&peer->positions_lock);
         size_t total = 0;
         for (size_t t = 0; t < cfg->topic_count; t++)
             total += (size_t)peer->partition_counts[t];
         pos_store[i] = tl_xcalloc(total ? total : 1, sizeof(**pos_store));
         pos_ptrs[i] = tl_xcalloc(total ? total : 1, sizeof(**pos_ptrs));
         size_t n = 0;
-        pthread_mutex_lock(&peer->positions_lock);
         for (size_t t = 0; t < cfg->topic_count; t++) {
             for (int32_t p = 0; p < peer->partition_counts[t]; p++) {
                 const struct tl_position *pos = &peer->positions[peer->position_base[t] + p];
@@ -1084,7 +1112,7 @@ static void drive_breaker(struct tl_region *r, int64_t now)
 static void maybe_heartbeat(struct tl_region *r, int64_t now)
 {
     struct tl_breaker *b = &r->breaker;
-    if (b->state == TL_BREAKER_OPEN || b->state == TL_BREAKER_FENCED)
+    if (b->state == TL_BREAKER_OPEN || b->state == TL_BREAKER_FENCED || r->unchecked)
         return;
     if (now < r->next_heartbeat_ms || r->heartbeat_sent_ms != 0)
         return;
@@ -1108,6 +1136,52 @@ void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_t
 {
     r->peers = peers;
     r->timeline = timeline;
+}
+
+void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *why)
+{
+    r->unchecked = true;
+    r->expected_partitions = expected;
+    snprintf(r->unchecked_why, sizeof(r->unchecked_why), "%s", why);
+}
+
+/*
+ * Checks the topics of a region that did not respond at start, once its breaker probes.
+ * Opens the breaker again when a check fails. The checks block the region thread for up to
+ * twice DEFERRED_CHECK_TIMEOUT_MS, which is harmless because the region gets nothing then.
+ */
+static void run_deferred_checks(struct tl_region *r)
+{
+    const struct tl_config *cfg = r->cfg;
+    const char *other = r->peers[1 - r->index]->name;
+    char err[512];
+    int32_t *counts = tl_xcalloc(cfg->topic_count, sizeof(*counts));
+
+    int rc = fetch_partition_counts(r, DEFERRED_CHECK_TIMEOUT_MS, counts, err, sizeof(err));
+    for (size_t t = 0; t < cfg->topic_count && rc == 0; t++) {
+        if (counts[t] != r->expected_partitions[t])
+            rc = tl_error(err, sizeof(err), TL_EINVAL, "topic %s has %" PRId32 " partitions in "
+                          "region %s but %" PRId32 " in region %s; give both regions the same "
+                          "partition count", cfg->topics[t].name, counts[t], r->name,
+                          r->expected_partitions[t], other);
+    }
+    if (rc == 0)
+        rc = tl_region_prepare_heartbeats(r, DEFERRED_CHECK_TIMEOUT_MS, err, sizeof(err));
+
+    if (rc == 0) {
+        install_partition_counts(r, counts);
+        r->unchecked = false;
+        tl_log_info("region", "topics checked after start region=%s topics=%zu", r->name,
+                    cfg->topic_count);
+    } else {
+        tl_log_error("region", "topic check failed, the region gets no events until it passes "
+                     "region=%s error=\"%s\"", r->name, err);
+        enum tl_breaker_state before = r->breaker.state;
+        bool before_backfilling = r->breaker.backfilling;
+        if (tl_breaker_trip(&r->breaker, tl_now_ms(), err))
+            on_transition(r, before, before_backfilling);
+    }
+    free(counts);
 }
 
 static void drain_fd(int fd)
@@ -1150,6 +1224,10 @@ static void *region_thread(void *arg)
             rebuild_producer(r);
         int64_t now = tl_now_ms();
         drive_breaker(r, now);
+        if (r->unchecked && tl_breaker_wants_probes(&r->breaker)) {
+            run_deferred_checks(r);
+            now = tl_now_ms();
+        }
         maybe_heartbeat(r, now);
         pump(r);
         r->clock_ms = tl_now_ms();
@@ -1187,6 +1265,12 @@ int tl_region_start(struct tl_region *r, char *err, size_t errsize)
 
     r->cursor = r->send_seq = tl_wal_cursor(r->wal, r->index);
     atomic_store(&r->published_cursor, r->cursor);
+    /* A region that did not respond at start starts open; its thread has not started yet. */
+    if (r->unchecked) {
+        tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=unreachable_at_start");
+        tl_breaker_trip(&r->breaker, tl_now_ms(), r->unchecked_why);
+        on_transition(r, TL_BREAKER_CLOSED, false);
+    }
     r->clock_ms = tl_now_ms();
     int rc = pthread_create(&r->thread, NULL, region_thread, r);
     if (rc != 0)

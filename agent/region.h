@@ -24,8 +24,10 @@
  *   twinlane-ts      acceptance time, milliseconds since the Unix epoch (also the record
  *                    timestamp, so both regions hold the same timestamp)
  *
- * Threads: tl_region_open, _check_topics, _start, _stop and _close run on the main thread;
- * everything else inside the region runs on its own thread or librdkafka's.
+ * Threads: tl_region_open, _check_topics, _prepare_heartbeats, _defer_checks, _start, _stop
+ * and _close run on the main thread. Everything else inside the region runs on its own thread
+ * or librdkafka's, including the deferred topic checks of a region that did not respond at
+ * start.
  */
 #ifndef TL_REGION_H
 #define TL_REGION_H
@@ -77,6 +79,11 @@ struct tl_region {
     size_t report_count;
     bool fatal;                       /* a fatal error was reported; rebuild the producer */
     bool all_brokers_down;            /* reported by librdkafka since the last loop round */
+    /* Set when the region did not respond at start: its topics are checked before it gets
+     * events (tl_region_defer_checks). */
+    bool unchecked;
+    const int32_t *expected_partitions; /* per topic, from the region checked at start */
+    char unchecked_why[256];
     int stop_timeout_ms;              /* set before stopping is */
 
     /* Circuit breaker and probes (region thread only, except the published copies). */
@@ -158,6 +165,14 @@ int tl_region_prepare_heartbeats(struct tl_region *r, int timeout_ms, char *err,
  * its failover timeline. Call before tl_region_start.
  */
 void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_timeline *timeline);
+
+/*
+ * Marks a region that did not respond at start: it starts with its breaker open, and its
+ * topics (partition counts equal to expected[topic]) and heartbeat topic are checked when its
+ * breaker first probes. Until they pass it gets no event. Call before tl_region_start;
+ * expected must outlive the region.
+ */
+void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *why);
 
 /* Asks the region thread to fence (true) or unfence (false) its breaker. Any thread. */
 void tl_region_request_fence(struct tl_region *r, bool fence, const char *who);

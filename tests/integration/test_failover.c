@@ -641,25 +641,39 @@ static void stop_processes(void)
         it_mock_stop(&current->mocks[r]);
 }
 
-/* region_extra is added to both regions' configuration ("" for none). */
-static void start_fixture(struct fixture *f, const char *name, const char *when_no_region,
-                          const char *region_extra)
+/* Starts both mock clusters; west_topic gives west's topic and partition count (TOPIC ":N"). */
+static void start_mocks(struct fixture *f, const char *name, const char *west_topic)
 {
-    static const char *const topics[] = {TOPIC ":4", NULL};
-    _Static_assert(PARTITIONS == 4, "topics[] names the partition count");
+    static const char *const east_topics[] = {TOPIC ":4", NULL};
+    _Static_assert(PARTITIONS == 4, "east_topics[] names the partition count");
+    const char *const west_topics[] = {west_topic, NULL};
 
     memset(f, 0, sizeof(*f));
     current = f;
     it_make_dir(name, f->dir, sizeof(f->dir));
-    for (int r = 0; r < 2; r++)
-        it_mock_start(&f->mocks[r], f->dir, REGIONS[r], topics);
+    it_mock_start(&f->mocks[0], f->dir, REGIONS[0], east_topics);
+    it_mock_start(&f->mocks[1], f->dir, REGIONS[1], west_topics);
+}
 
+/* Starts the agent on the running mock clusters, then the load. region_extra is added to both
+ * regions' configuration ("" for none). */
+static void start_agent_and_load(struct fixture *f, const char *name,
+                                 const char *when_no_region, const char *region_extra)
+{
     char config[2048];
     snprintf(config, sizeof(config), CONFIG_FORMAT, when_no_region, f->mocks[0].bootstrap,
              region_extra, f->mocks[1].bootstrap, region_extra, PARTITIONS);
     it_agent_start(&f->agent, name, config, NULL);
     fprintf(stderr, "%s: agent log %s, cluster logs in %s\n", name, f->agent.log, f->dir);
     load_start(&f->load, &f->agent);
+}
+
+/* region_extra is added to both regions' configuration ("" for none). */
+static void start_fixture(struct fixture *f, const char *name, const char *when_no_region,
+                          const char *region_extra)
+{
+    start_mocks(f, name, TOPIC ":4");
+    start_agent_and_load(f, name, when_no_region, region_extra);
 }
 
 static int setup(void **state)
@@ -927,9 +941,92 @@ static void no_region_reject_retryable(void **state)
     assert_non_null(strstr(f->load.first_message, "no region is available"));
 }
 
+/* Returns whether the agent's log contains text. */
+static bool log_contains(const struct it_agent *agent, const char *text)
+{
+    char *log = it_read_file(agent->log, NULL);
+    if (!log)
+        fail_msg("cannot read the agent log %s", agent->log);
+    bool found = strstr(log, text) != NULL;
+    free(log);
+    return found;
+}
+
+/*
+ * West is down when the agent starts: the agent starts on east alone, acknowledges from it,
+ * and checks and backfills west once it is back.
+ */
+static void region_down_at_start_backfilled(void **state)
+{
+    struct fixture *f = *state;
+    start_mocks(f, "failover-start-down", TOPIC ":4");
+    struct it_mock *west = &f->mocks[1];
+    it_mock_command(west, "all-down");
+    int64_t fault_ms = now_ms();
+    start_agent_and_load(f, "failover-start-down", "spool", "");
+
+    sleep_ms(OUTAGE_MS);
+    assert_false(breaker_closed(&f->agent, "west", NULL));
+    it_mock_command(west, "all-up");
+
+    struct ack_stats s = finish(f, "down at start", fault_ms, WEST, 1);
+    check_regions(f);
+    assert_true(s.ok > 0);
+    assert_int_equal(s.retryable, 0);
+    assert_int_equal(s.failed, 0);
+    assert_true(log_contains(&f->agent, "region did not respond at start, starting without it"));
+    assert_true(log_contains(&f->agent, "topics checked after start region=west"));
+}
+
+/*
+ * West is down at start and comes back with another partition count: the agent keeps it out
+ * of service, with an error that names the counts, and acknowledges from east.
+ */
+static void partition_mismatch_after_start_kept_out(void **state)
+{
+    struct fixture *f = *state;
+    start_mocks(f, "failover-start-mismatch", TOPIC ":3");
+    struct it_mock *west = &f->mocks[1];
+    it_mock_command(west, "all-down");
+    int64_t fault_ms = now_ms();
+    start_agent_and_load(f, "failover-start-mismatch", "spool", "");
+
+    sleep_ms(WARM_UP_MS);
+    it_mock_command(west, "all-up");
+    const char *error = "topic " TOPIC " has 3 partitions in region west but 4 in region east";
+    int64_t start = now_ms();
+    while (!log_contains(&f->agent, error)) {
+        if (now_ms() - start > CLOSE_TIMEOUT_MS) {
+            it_agent_dump_log(&f->agent);
+            fail_msg("no partition count error within %d s", CLOSE_TIMEOUT_MS / 1000);
+        }
+        sleep_ms(100);
+    }
+    sleep_ms(SETTLE_MS);
+    assert_false(breaker_closed(&f->agent, "west", NULL));
+
+    load_stop(&f->load);
+    assert_int_equal(f->load.flush_rc, 0);
+    assert_int_equal(it_agent_stop(&f->agent), 0);
+    struct ack_stats s = measure(&f->load, fault_ms);
+    print_stats("partition mismatch", &f->load, &s);
+    assert_true(s.ok > 0);
+    assert_int_equal(s.lost, 0);
+    assert_int_equal(s.failed, 0);
+
+    struct region_check east = check_region("east", f->mocks[0].bootstrap, &f->load);
+    assert_int_equal(east.missing, 0);
+    assert_int_equal(east.out_of_order, 0);
+    int64_t low[3];
+    int64_t high[3];
+    it_watermarks(west->bootstrap, TOPIC, 3, low, high);
+    for (int p = 0; p < 3; p++)
+        assert_int_equal(high[p] - low[p], 0);
+}
+
 int main(void)
 {
-    it_watchdog_start(270);
+    it_watchdog_start(400);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(region_down_acks_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(region_hang_acks_resume, setup, teardown),
@@ -937,6 +1034,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(flapping_region_bounded_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(no_region_spool_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(no_region_reject_retryable, setup, teardown),
+        cmocka_unit_test_setup_teardown(region_down_at_start_backfilled, setup, teardown),
+        cmocka_unit_test_setup_teardown(partition_mismatch_after_start_kept_out, setup, teardown),
     };
     atexit(stop_processes);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -150,6 +150,30 @@ static void all_brokers_down_trips(void **state)
     assert_int_equal(b.state, TL_BREAKER_OPEN);
 }
 
+static void trip_from_closed_and_probing(void **state)
+{
+    (void)state;
+    struct tl_breaker b;
+    new_breaker(&b);
+    assert_true(tl_breaker_trip(&b, 10, "no metadata at start"));
+    assert_int_equal(b.state, TL_BREAKER_OPEN);
+    assert_string_equal(b.reason, "no metadata at start");
+
+    /* Probing: tripped again, with a longer interval. */
+    int64_t first_interval = b.open_until_ms - 10;
+    tl_breaker_tick(&b, b.open_until_ms);
+    int64_t now = b.open_until_ms + 5;
+    assert_true(tl_breaker_trip(&b, now, "topic check failed"));
+    assert_int_equal(b.state, TL_BREAKER_OPEN);
+    assert_true(b.open_until_ms - now > first_interval);
+
+    /* Already open or fenced: no change. */
+    assert_false(tl_breaker_trip(&b, now + 1, "again"));
+    tl_breaker_fence(&b, now + 2, "uid 0");
+    assert_false(tl_breaker_trip(&b, now + 3, "again"));
+    assert_int_equal(b.state, TL_BREAKER_FENCED);
+}
+
 static void open_becomes_half_open(void **state)
 {
     (void)state;
@@ -383,6 +407,7 @@ int main(void)
         cmocka_unit_test(old_failures_leave_window),
         cmocka_unit_test(stall_trips_at_deadline),
         cmocka_unit_test(all_brokers_down_trips),
+        cmocka_unit_test(trip_from_closed_and_probing),
         cmocka_unit_test(open_becomes_half_open),
         cmocka_unit_test(probes_start_backfill),
         cmocka_unit_test(backfill_done_closes),
