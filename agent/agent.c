@@ -28,7 +28,8 @@
 #include "region.h"
 #include "wal.h"
 
-/* How long start-up waits for each region's metadata and heartbeat topic. */
+/* How long start-up waits for metadata while neither region responds, and for each region's
+ * heartbeat topic. */
 #define STARTUP_METADATA_TIMEOUT_MS 30000
 /* How long start-up waits for a region that does not respond once the other region passed its
  * checks. Then the agent starts without it, and checks it when it responds. */
@@ -182,11 +183,12 @@ static int lock_data_dir(struct tl_agent *a, char *err, size_t errsize)
 /*
  * Fetches the topics' partition counts of both regions into counts[region]. A region that has
  * not responded when the other one passed, STARTUP_DEGRADED_AFTER_MS after the start, is left
- * out: checked[region] stays false and why[region] gives the last error. Fails when neither
- * region responds within STARTUP_METADATA_TIMEOUT_MS, or on any error other than a time-out.
+ * out: checked[region] stays false and last_error[region] gives its last error. Fails when
+ * neither region responds within STARTUP_METADATA_TIMEOUT_MS, or on any error other than a
+ * time-out.
  */
 static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
-                        char why[][512], char *err, size_t errsize)
+                        char last_error[][512], char *err, size_t errsize)
 {
     int64_t start = tl_now_ms();
 
@@ -194,12 +196,12 @@ static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
         for (int r = 0; r < TL_REGION_COUNT; r++) {
             if (checked[r])
                 continue;
-            int rc = tl_region_check_topics(a->regions[r], STARTUP_ATTEMPT_MS, counts[r], why[r],
-                                            sizeof(why[r]));
+            int rc = tl_region_check_topics(a->regions[r], STARTUP_ATTEMPT_MS, counts[r],
+                                            last_error[r], sizeof(last_error[r]));
             if (rc == 0)
                 checked[r] = true;
             else if (rc != TL_ETIMEDOUT)
-                return tl_error(err, errsize, rc, "%s", why[r]);
+                return tl_error(err, errsize, rc, "%s", last_error[r]);
         }
         int64_t waited = tl_now_ms() - start;
         if (checked[0] && checked[1])
@@ -208,9 +210,8 @@ static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
             return 0;
         if (!checked[0] && !checked[1] && waited >= STARTUP_METADATA_TIMEOUT_MS)
             return tl_error(err, errsize, TL_ETIMEDOUT, "neither region responded within %d ms, "
-                            "and the agent needs one to learn the partition counts (%s: %s) "
-                            "(%s: %s)", STARTUP_METADATA_TIMEOUT_MS, a->cfg->regions[0].name,
-                            why[0], a->cfg->regions[1].name, why[1]);
+                            "and the agent needs one to learn the partition counts. %s. %s",
+                            STARTUP_METADATA_TIMEOUT_MS, last_error[0], last_error[1]);
     }
 }
 
@@ -223,7 +224,7 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
     const struct tl_config *cfg = a->cfg;
     int32_t *counts[TL_REGION_COUNT] = {0};
     bool checked[TL_REGION_COUNT] = {false, false};
-    char why[TL_REGION_COUNT][512] = {"", ""};
+    char last_error[TL_REGION_COUNT][512] = {"", ""};
     int rc = 0;
 
     for (int r = 0; r < TL_REGION_COUNT && rc == 0; r++) {
@@ -241,7 +242,7 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
     for (int r = 0; r < TL_REGION_COUNT; r++)
         counts[r] = tl_xcalloc(cfg->topic_count, sizeof(int32_t));
     if (rc == 0)
-        rc = check_topics(a, counts, checked, why, err, errsize);
+        rc = check_topics(a, counts, checked, last_error, err, errsize);
 
     for (size_t t = 0; t < cfg->topic_count && rc == 0 && checked[0] && checked[1]; t++) {
         if (counts[0][t] != counts[1][t])
@@ -268,10 +269,10 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
         for (int r = 0; r < TL_REGION_COUNT; r++) {
             if (checked[r])
                 continue;
-            tl_log_warn("agent", "region did not respond at start, starting without it; its "
+            tl_log_warn("agent", "region did not respond at start, starting without it, and its "
                         "events wait in the WAL until it passes the topic checks region=%s "
                         "waited_ms=%d error=\"%s\"", cfg->regions[r].name,
-                        STARTUP_DEGRADED_AFTER_MS, why[r]);
+                        STARTUP_DEGRADED_AFTER_MS, last_error[r]);
             tl_region_defer_checks(a->regions[r], a->partitions, "did not respond at start");
         }
     }

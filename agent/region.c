@@ -1138,11 +1138,11 @@ void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_t
     r->timeline = timeline;
 }
 
-void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *why)
+void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *reason)
 {
     r->unchecked = true;
     r->expected_partitions = expected;
-    snprintf(r->unchecked_why, sizeof(r->unchecked_why), "%s", why);
+    snprintf(r->unchecked_reason, sizeof(r->unchecked_reason), "%s", reason);
 }
 
 /*
@@ -1265,10 +1265,11 @@ int tl_region_start(struct tl_region *r, char *err, size_t errsize)
 
     r->cursor = r->send_seq = tl_wal_cursor(r->wal, r->index);
     atomic_store(&r->published_cursor, r->cursor);
-    /* A region that did not respond at start starts open; its thread has not started yet. */
+    /* A region that did not respond at start starts with its breaker open. Its thread has not
+     * started yet, so the transition is applied here. */
     if (r->unchecked) {
         tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=unreachable_at_start");
-        tl_breaker_trip(&r->breaker, tl_now_ms(), r->unchecked_why);
+        tl_breaker_trip(&r->breaker, tl_now_ms(), r->unchecked_reason);
         on_transition(r, TL_BREAKER_CLOSED, false);
     }
     r->clock_ms = tl_now_ms();

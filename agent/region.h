@@ -83,7 +83,7 @@ struct tl_region {
      * events (tl_region_defer_checks). */
     bool unchecked;
     const int32_t *expected_partitions; /* per topic, from the region checked at start */
-    char unchecked_why[256];
+    char unchecked_reason[256];
     int stop_timeout_ms;              /* set before stopping is */
 
     /* Circuit breaker and probes (region thread only, except the published copies). */
@@ -172,7 +172,7 @@ void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_t
  * breaker first probes. Until they pass it gets no event. Call before tl_region_start;
  * expected must outlive the region.
  */
-void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *why);
+void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *reason);
 
 /* Asks the region thread to fence (true) or unfence (false) its breaker. Any thread. */
 void tl_region_request_fence(struct tl_region *r, bool fence, const char *who);
