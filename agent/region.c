@@ -1148,7 +1148,8 @@ void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const 
 /*
  * Checks the topics of a region that did not respond at start, once its breaker probes.
  * Opens the breaker again when a check fails. The checks block the region thread for up to
- * twice DEFERRED_CHECK_TIMEOUT_MS, which is harmless because the region gets nothing then.
+ * twice DEFERRED_CHECK_TIMEOUT_MS, plus 11 s when the heartbeat topic has to be created. The
+ * region gets nothing meanwhile, but a shutdown waits for them.
  */
 static void run_deferred_checks(struct tl_region *r)
 {
@@ -1176,9 +1177,14 @@ static void run_deferred_checks(struct tl_region *r)
     } else {
         tl_log_error("region", "topic check failed, the region gets no events until it passes "
                      "region=%s error=\"%s\"", r->name, err);
+        /* The breaker reason is short; a time-out's full text is in the line above. */
+        char reason[96];
+        if (rc == TL_ETIMEDOUT)
+            snprintf(reason, sizeof(reason), "topic check timed out after %d ms",
+                     DEFERRED_CHECK_TIMEOUT_MS);
         enum tl_breaker_state before = r->breaker.state;
         bool before_backfilling = r->breaker.backfilling;
-        if (tl_breaker_trip(&r->breaker, tl_now_ms(), err))
+        if (tl_breaker_trip(&r->breaker, tl_now_ms(), rc == TL_ETIMEDOUT ? reason : err))
             on_transition(r, before, before_backfilling);
     }
     free(counts);
