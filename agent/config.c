@@ -756,7 +756,7 @@ static bool split_host_port(const char *s, size_t len, const char **host, size_t
     return true;
 }
 
-static bool is_loopback_host(const char *host)
+bool tl_config_is_loopback_host(const char *host)
 {
     struct in_addr v4;
     struct in6_addr v6;
@@ -801,7 +801,7 @@ static int parse_loopback_address(struct loader *ld, const config_setting_t *s,
 
     char *host_copy = tl_xmemdup(host, host_len + 1);
     host_copy[host_len] = '\0';
-    if (!is_loopback_host(host_copy)) {
+    if (!tl_config_is_loopback_host(host_copy)) {
         free(host_copy);
         return reject(ld, s, NULL, "%s is not a loopback address; %s, so it accepts only "
                       "127.0.0.0/8, [::1] or localhost", quoted, why_loopback);

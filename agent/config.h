@@ -168,4 +168,7 @@ int tl_config_topic_index(const struct tl_config *cfg, const char *name);
  */
 bool tl_topic_name_valid(const char *name, size_t len, char *err, size_t errsize);
 
+/* Returns whether host (without port or brackets) is localhost, in 127.0.0.0/8, or ::1. */
+bool tl_config_is_loopback_host(const char *host);
+
 #endif

@@ -3,15 +3,14 @@
  */
 #include "admin_client.h"
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "mem.h"
 
 /* Largest response body read from an agent; the status of two regions is a few KiB. */
@@ -55,13 +54,7 @@ static bool address_is_local(const char *address)
             return false;
         snprintf(name, sizeof(name), "%.*s", (int)name_len, host);
     }
-    struct in_addr v4;
-    struct in6_addr v6;
-    if (strcmp(name, "localhost") == 0)
-        return true;
-    if (inet_pton(AF_INET, name, &v4) == 1)
-        return (ntohl(v4.s_addr) >> 24) == 127;
-    return inet_pton(AF_INET6, name, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+    return tl_config_is_loopback_host(name);
 }
 
 /* Reads one address per line; blank lines and lines starting with # are skipped. */
