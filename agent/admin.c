@@ -351,10 +351,14 @@ static json_t *region_json(struct tl_admin *a, int r, const struct loop_snapshot
         "breaker_transitions", (json_int_t)atomic_load(&reg->breaker_transitions),
         "shed", (json_int_t)ws->shed[r]);
 
+    char reason[sizeof(reg->published_reason)];
+    tl_region_breaker_reason(reg, reason, sizeof(reason));
+
     return json_pack(
-        "{s:s, s:s, s:b, s:b, s:I, s:I, s:o, s:o, s:I, s:o, s:o, s:o, s:o}",
+        "{s:s, s:s, s:s, s:b, s:b, s:I, s:I, s:o, s:o, s:I, s:o, s:o, s:o, s:o}",
         "name", reg->name,
         "breaker", tl_breaker_state_name(region_state(reg)),
+        "breaker_reason", reason,
         "backfilling", atomic_load(&reg->published_backfilling),
         "preferred", atomic_load(&a->preferred_region) == r,
         "cursor", (json_int_t)cursor,
@@ -661,13 +665,6 @@ struct fence_change {
     bool fence;
 };
 
-/* Whether a fence request changes anything: fencing an unfenced breaker or the reverse. */
-static bool fence_changes_state(struct tl_admin *a, const struct fence_change *c)
-{
-    bool fenced = region_state(a->src.regions[c->region]) == TL_BREAKER_FENCED;
-    return c->fence != fenced;
-}
-
 /*
  * Requests the changes, waits up to APPLY_WAIT_MS for the region threads to apply them, and
  * returns the list of changes with the state before and after. *pending is set when a region
@@ -683,7 +680,9 @@ static json_t *apply_fences(struct tl_admin *a, const struct fence_change *chang
     for (size_t i = 0; i < n; i++) {
         struct tl_region *reg = a->src.regions[changes[i].region];
         before[i] = region_state(reg);
-        if (!dry_run && fence_changes_state(a, &changes[i]))
+        /* Requested even without a change of state, so that it replaces an opposite request
+         * that the region thread has not applied yet (it may be busy with a topic check). */
+        if (!dry_run)
             tl_region_request_fence(reg, changes[i].fence, who);
     }
 

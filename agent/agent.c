@@ -241,8 +241,11 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
 
     for (int r = 0; r < TL_REGION_COUNT; r++)
         counts[r] = tl_xcalloc(cfg->topic_count, sizeof(int32_t));
+    int64_t checks_started_ms = tl_now_ms();
+    int64_t checks_started_wallclock_ms = tl_wallclock_ms();
     if (rc == 0)
         rc = check_topics(a, counts, checked, last_error, err, errsize);
+    int64_t waited_ms = tl_now_ms() - checks_started_ms;
 
     for (size_t t = 0; t < cfg->topic_count && rc == 0 && checked[0] && checked[1]; t++) {
         if (counts[0][t] != counts[1][t])
@@ -271,9 +274,10 @@ static int open_regions(struct tl_agent *a, char *err, size_t errsize)
                 continue;
             tl_log_warn("agent", "region did not respond at start, starting without it, and its "
                         "events wait in the WAL until it passes the topic checks region=%s "
-                        "waited_ms=%d error=\"%s\"", cfg->regions[r].name,
-                        STARTUP_DEGRADED_AFTER_MS, last_error[r]);
-            tl_region_defer_checks(a->regions[r], a->partitions, "did not respond at start");
+                        "waited_ms=%" PRId64 " error=\"%s\"", cfg->regions[r].name, waited_ms,
+                        last_error[r]);
+            tl_region_defer_checks(a->regions[r], a->partitions, "did not respond at start",
+                                   checks_started_wallclock_ms);
         }
     }
     for (int r = 0; r < TL_REGION_COUNT; r++)

@@ -68,7 +68,24 @@ static void on_log(const rd_kafka_t *rk, int level, const char *facility, const 
     tl_log(ours, "rdkafka", "%s region=%s facility=%s", buf, r ? r->name : "?", facility);
 }
 
-/* Called from rd_kafka_poll on the region thread. */
+/* Returns whether err means that the cluster rejected the client's credentials or TLS set-up,
+ * which waiting does not fix. */
+static bool error_is_auth(int err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR__SSL:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_SASL_MECHANISM:
+    case RD_KAFKA_RESP_ERR_ILLEGAL_SASL_STATE:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Called from rd_kafka_poll: on the main thread during the start-up checks, then on the region
+ * thread. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     struct tl_region *r = opaque;
@@ -76,6 +93,10 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         r->all_brokers_down = true;
+    if (error_is_auth(err)) {
+        r->auth_error = err;
+        snprintf(r->auth_error_reason, sizeof(r->auth_error_reason), "%s", reason);
+    }
     if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         tl_log_error("region", "producer hit a fatal error, rebuilding it region=%s error=%s "
                      "reason=\"%s\"", r->name, rd_kafka_err2name(err), reason);
@@ -439,6 +460,7 @@ int tl_region_open(const struct tl_config *cfg, int index, const char *bootstrap
     r->position_base = tl_xcalloc(cfg->topic_count, sizeof(*r->position_base));
     pthread_mutex_init(&r->positions_lock, NULL);
     pthread_mutex_init(&r->fence_lock, NULL);
+    pthread_mutex_init(&r->reason_lock, NULL);
 
     r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (r->wake_fd < 0 || pipe2(r->rk_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
@@ -479,8 +501,17 @@ static int fetch_partition_counts(struct tl_region *r, int timeout_ms, int32_t *
                 partitions[t] = md->topic_cnt == 1 ? md->topics[0].partition_cnt : 0;
                 rd_kafka_metadata_destroy(md);
             }
-            if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+            if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                r->auth_error = 0;
                 break;
+            }
+            /* Serves the error callback, which records authentication and TLS failures. */
+            rd_kafka_poll(r->rk, 0);
+            if (r->auth_error)
+                return tl_error(err, errsize, TL_EKAFKA, "region %s (bootstrap %s) rejected the "
+                                "connection: %s: %s; check the region's security.protocol, "
+                                "sasl.* and ssl.* properties", r->name, r->bootstrap,
+                                rd_kafka_err2name(r->auth_error), r->auth_error_reason);
             if (kerr == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
                 kerr == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
                 return tl_error(err, errsize, TL_ENOTFOUND, "topic %s does not exist in region %s "
@@ -1023,6 +1054,9 @@ static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
            b->backfilling ? "(backfilling)" : "", b->reason, r->cursor, backlog);
     atomic_store(&r->published_state, (int)b->state);
     atomic_store(&r->published_backfilling, b->backfilling);
+    pthread_mutex_lock(&r->reason_lock);
+    snprintf(r->published_reason, sizeof(r->published_reason), "%s", b->reason);
+    pthread_mutex_unlock(&r->reason_lock);
     atomic_fetch_add(&r->breaker_transitions, 1);
     tl_pipeline_set_healthy(r->pipeline, r->index, tl_breaker_counts_for_ack(b));
 
@@ -1132,15 +1166,24 @@ void tl_region_request_fence(struct tl_region *r, bool fence, const char *who)
     (void)ignored;
 }
 
+void tl_region_breaker_reason(struct tl_region *r, char *out, size_t outsize)
+{
+    pthread_mutex_lock(&r->reason_lock);
+    snprintf(out, outsize, "%s", r->published_reason);
+    pthread_mutex_unlock(&r->reason_lock);
+}
+
 void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_timeline *timeline)
 {
     r->peers = peers;
     r->timeline = timeline;
 }
 
-void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *reason)
+void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *reason,
+                            int64_t since_wallclock_ms)
 {
     r->unchecked = true;
+    r->unchecked_since_ms = since_wallclock_ms;
     r->expected_partitions = expected;
     snprintf(r->unchecked_reason, sizeof(r->unchecked_reason), "%s", reason);
 }
@@ -1171,6 +1214,9 @@ static void run_deferred_checks(struct tl_region *r)
 
     if (rc == 0) {
         install_partition_counts(r, counts);
+        /* An "all brokers down" from before the check passed is stale. */
+        serve(r, 0);
+        r->all_brokers_down = false;
         r->unchecked = false;
         tl_log_info("region", "topics checked after start region=%s topics=%zu", r->name,
                     cfg->topic_count);
@@ -1271,10 +1317,16 @@ int tl_region_start(struct tl_region *r, char *err, size_t errsize)
 
     r->cursor = r->send_seq = tl_wal_cursor(r->wal, r->index);
     atomic_store(&r->published_cursor, r->cursor);
+    /* Reports from the start-up checks are stale for a region that passed them. */
+    r->clock_ms = tl_now_ms();
+    serve(r, 0);
+    if (!r->unchecked)
+        r->all_brokers_down = false;
     /* A region that did not respond at start starts with its breaker open. Its thread has not
      * started yet, so the transition is applied here. */
     if (r->unchecked) {
-        tl_timeline_mark(r->timeline, TL_STEP_FIRST_FAILURE, "cause=unreachable_at_start");
+        tl_timeline_mark_at(r->timeline, TL_STEP_FIRST_FAILURE, "cause=unreachable_at_start",
+                            r->unchecked_since_ms);
         tl_breaker_trip(&r->breaker, tl_now_ms(), r->unchecked_reason);
         on_transition(r, TL_BREAKER_CLOSED, false);
     }
@@ -1326,5 +1378,6 @@ void tl_region_close(struct tl_region *r)
     free(r->positions);
     pthread_mutex_destroy(&r->positions_lock);
     pthread_mutex_destroy(&r->fence_lock);
+    pthread_mutex_destroy(&r->reason_lock);
     free(r);
 }

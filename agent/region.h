@@ -84,6 +84,11 @@ struct tl_region {
     bool unchecked;
     const int32_t *expected_partitions; /* per topic, from the region checked at start */
     char unchecked_reason[256];
+    int64_t unchecked_since_ms;       /* wall clock */
+    /* Last authentication or TLS failure librdkafka reported, 0 since metadata succeeded;
+     * written and read by the thread that polls (the main thread until start). */
+    int auth_error;
+    char auth_error_reason[256];
     int stop_timeout_ms;              /* set before stopping is */
 
     /* Circuit breaker and probes (region thread only, except the published copies). */
@@ -105,6 +110,8 @@ struct tl_region {
     char fence_who[128];
     atomic_int published_state;       /* enum tl_breaker_state, for other threads */
     atomic_bool published_backfilling;
+    pthread_mutex_t reason_lock;      /* published_reason */
+    char published_reason[160];       /* the breaker's reason for its last transition */
 
     /* Newest event written per topic-partition, for heartbeats (positions_lock). */
     pthread_mutex_t positions_lock;
@@ -169,10 +176,16 @@ void tl_region_attach(struct tl_region *r, struct tl_region **peers, struct tl_t
 /*
  * Marks a region that did not respond at start: it starts with its breaker open, and its
  * topics (partition counts equal to expected[topic]) and heartbeat topic are checked when its
- * breaker first probes. Until they pass it gets no event. Call before tl_region_start;
- * expected must outlive the region.
+ * breaker first probes. Until they pass it gets no event. since_wallclock_ms, when the
+ * start-up checks began, is the first failure of its failover timeline. Call before
+ * tl_region_start; expected must outlive the region.
  */
-void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *reason);
+void tl_region_defer_checks(struct tl_region *r, const int32_t *expected, const char *reason,
+                            int64_t since_wallclock_ms);
+
+/* Copies the reason of the breaker's last transition ("" before the first) into out. Any
+ * thread. */
+void tl_region_breaker_reason(struct tl_region *r, char *out, size_t outsize);
 
 /* Asks the region thread to fence (true) or unfence (false) its breaker. Any thread. */
 void tl_region_request_fence(struct tl_region *r, bool fence, const char *who);

@@ -96,6 +96,28 @@ static void print_table(const struct tl_admin_reply *replies, size_t count)
                    oldest, heartbeat);
         }
     }
+
+    /* Why each breaker that is not closed left that state, below the table. */
+    bool header = false;
+    for (size_t i = 0; i < count; i++) {
+        const struct tl_admin_reply *r = &replies[i];
+        if (tl_admin_reply_error(r))
+            continue;
+        size_t k;
+        json_t *region;
+        json_array_foreach(json_object_get(r->body, "regions"), k, region) {
+            const char *state = json_string_value(json_object_get(region, "breaker"));
+            const char *reason = json_string_value(json_object_get(region, "breaker_reason"));
+            if (!state || strcmp(state, "closed") == 0 || !reason || !reason[0])
+                continue;
+            if (!header)
+                printf("\nBreakers not closed:\n");
+            header = true;
+            const char *id = json_string_value(json_object_get(r->body, "agent_id"));
+            printf("  %s %s: %s\n", id ? id : r->agent,
+                   json_string_value(json_object_get(region, "name")), reason);
+        }
+    }
 }
 
 static void print_json(const struct tl_admin_reply *replies, size_t count)

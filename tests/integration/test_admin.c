@@ -197,6 +197,7 @@ static void status_and_health_endpoints(void **state)
     assert_int_equal(json_array_size(json_object_get(s, "regions")), 2);
     json_t *east = json_array_get(json_object_get(s, "regions"), 0);
     assert_string_equal(json_string_value(json_object_get(east, "breaker")), "closed");
+    assert_string_equal(json_string_value(json_object_get(east, "breaker_reason")), "");
     assert_true(json_is_object(json_object_get(east, "counters")));
     assert_true(json_is_object(json_object_get(east, "failover_timeline")));
     json_decref(s);
@@ -622,6 +623,7 @@ static void cli_shows_unreachable_agent(void **state)
     rc = run_cli(&out, "status", "--agent", up_sock, NULL);
     assert_int_equal(rc, 0);
     assert_non_null(strstr(out, "fenced"));
+    assert_non_null(strstr(out, "Breakers not closed:\n  it-admin-up west: fenced by unix:"));
     free(out);
     /* Fencing east too, the last region taking events, needs --force. */
     rc = run_cli(&out, "fence", "east", "--yes", "--agent", up_sock, NULL);

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -641,7 +642,7 @@ static void stop_processes(void)
         it_mock_stop(&current->mocks[r]);
 }
 
-/* Starts both mock clusters; west_topic gives west's topic and partition count (TOPIC ":N"). */
+/* Starts both mock clusters. west_topic gives west's topic and partition count (TOPIC ":N"). */
 static void start_mocks(struct fixture *f, const char *name, const char *west_topic)
 {
     static const char *const east_topics[] = {TOPIC ":4", NULL};
@@ -952,9 +953,47 @@ static bool log_contains(const struct it_agent *agent, const char *text)
     return found;
 }
 
+/* Waits up to CLOSE_TIMEOUT_MS for text in the agent's log; fails the test otherwise. */
+static void wait_for_log(struct it_agent *agent, const char *text)
+{
+    int64_t start = now_ms();
+    while (!log_contains(agent, text)) {
+        if (now_ms() - start > CLOSE_TIMEOUT_MS) {
+            it_agent_dump_log(agent);
+            fail_msg("the agent did not log \"%s\" within %d s", text, CLOSE_TIMEOUT_MS / 1000);
+        }
+        sleep_ms(100);
+    }
+}
+
+/* Runs `twinlane VERB west --yes` against the agent's admin socket in a child process. */
+static pid_t spawn_cli(const struct it_agent *agent, const char *verb)
+{
+    char sock[400];
+    snprintf(sock, sizeof(sock), "%s/data/admin.sock", agent->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        it_child_dies_with_parent();
+        freopen("/dev/null", "w", stdout);
+        execl(TL_CLI_BIN, "twinlane", verb, "west", "--yes", "--agent", sock, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Returns the exit status of a child from spawn_cli. */
+static int wait_cli(pid_t pid)
+{
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /*
  * West is down when the agent starts: the agent starts on east alone, acknowledges from it,
- * and checks and backfills west once it is back.
+ * and checks and backfills west once it is back. While the region thread is busy with a
+ * topic check, an unfence must replace the fence requested just before it.
  */
 static void region_down_at_start_backfilled(void **state)
 {
@@ -964,6 +1003,13 @@ static void region_down_at_start_backfilled(void **state)
     it_mock_command(west, "all-down");
     int64_t fault_ms = now_ms();
     start_agent_and_load(f, "failover-start-down", "spool", "");
+
+    /* The first check starts with the probing and lasts 5 s while west is down. */
+    wait_for_log(&f->agent, "breaker state changed region=west from=open to=half_open");
+    pid_t fence = spawn_cli(&f->agent, "fence");
+    sleep_ms(300);
+    assert_int_equal(wait_cli(spawn_cli(&f->agent, "unfence")), 0);
+    wait_cli(fence);
 
     sleep_ms(OUTAGE_MS);
     assert_false(breaker_closed(&f->agent, "west", NULL));
@@ -976,6 +1022,94 @@ static void region_down_at_start_backfilled(void **state)
     assert_int_equal(s.failed, 0);
     assert_true(log_contains(&f->agent, "region did not respond at start, starting without it"));
     assert_true(log_contains(&f->agent, "topics checked after start region=west"));
+    assert_false(log_contains(&f->agent, "to=fenced"));
+}
+
+/* Sends "all-up" to a mock cluster after a delay, from its own thread. */
+struct delayed_up {
+    const struct it_mock *mock;
+    int delay_ms;
+    pthread_t thread;
+};
+
+static void *delayed_up_main(void *arg)
+{
+    struct delayed_up *d = arg;
+    sleep_ms(d->delay_ms);
+    it_mock_command(d->mock, "all-up");
+    return NULL;
+}
+
+/*
+ * Both regions are down at launch and east returns 2 s later. The "all brokers down" errors
+ * that east reported before it passed its checks must not open its breaker afterwards.
+ */
+static void stale_errors_ignored_at_start(void **state)
+{
+    struct fixture *f = *state;
+    start_mocks(f, "failover-start-stale", TOPIC ":4");
+    it_mock_command(&f->mocks[0], "all-down");
+    it_mock_command(&f->mocks[1], "all-down");
+    struct delayed_up east_up = {.mock = &f->mocks[0], .delay_ms = 2000};
+    assert_int_equal(pthread_create(&east_up.thread, NULL, delayed_up_main, &east_up), 0);
+    int64_t fault_ms = now_ms();
+    start_agent_and_load(f, "failover-start-stale", "spool", "");
+    pthread_join(east_up.thread, NULL);
+
+    sleep_ms(WARM_UP_MS);
+    size_t east_transitions;
+    assert_true(breaker_closed(&f->agent, "east", &east_transitions));
+    assert_int_equal(east_transitions, 0);
+    it_mock_command(&f->mocks[1], "all-up");
+
+    struct ack_stats s = finish(f, "stale errors at start", fault_ms, BOTH, 2);
+    check_regions(f);
+    assert_true(s.ok > 0);
+    assert_int_equal(s.failed, 0);
+    breaker_closed(&f->agent, "east", &east_transitions);
+    assert_int_equal(east_transitions, 0);
+}
+
+/*
+ * A region whose brokers reject the client's credentials stops the start at once: waiting
+ * does not fix a wrong password, so the agent does not start without that region.
+ */
+static void auth_failure_stops_start(void **state)
+{
+    struct fixture *f = *state;
+    start_mocks(f, "failover-start-auth", TOPIC ":4");
+
+    char config[512];
+    snprintf(config, sizeof(config), "%s/agent.conf", f->dir);
+    char log[512];
+    snprintf(log, sizeof(log), "%s/agent.log", f->dir);
+    FILE *out = fopen(config, "w");
+    assert_non_null(out);
+    /* Mock brokers do not support SASL, so librdkafka reports an authentication failure. */
+    fprintf(out,
+            "agent = { id = \"" AGENT_ID "\"; home_region = \"east\"; data_dir = \"%s/data\"; };\n"
+            "regions = ( { name = \"east\"; bootstrap = \"%s\"; },\n"
+            "            { name = \"west\"; bootstrap = \"%s\"; properties = (\n"
+            "                \"security.protocol=sasl_plaintext\", \"sasl.mechanism=PLAIN\",\n"
+            "                \"sasl.username=oncall\", \"sasl.password=wrong\" ); } );\n"
+            "topics = ( { name = \"" TOPIC "\"; partitions = %d; } );\n",
+            f->dir, f->mocks[0].bootstrap, f->mocks[1].bootstrap, PARTITIONS);
+    fclose(out);
+
+    char *argv[] = {TL_AGENT_BIN, "-c", config, NULL};
+    int64_t start = now_ms();
+    assert_int_equal(it_run(argv, NULL, log, 60), 1);
+    int64_t took_ms = now_ms() - start;
+    fprintf(stderr, "auth failure: the agent exited after %" PRId64 " ms\n", took_ms);
+
+    char *text = it_read_file(log, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "region west (bootstrap "));
+    assert_non_null(strstr(text, "rejected the connection: _AUTHENTICATION"));
+    assert_non_null(strstr(text, "check the region's security.protocol, sasl.* and ssl.*"));
+    assert_null(strstr(text, "did not respond at start"));
+    free(text);
+    assert_true(took_ms < 20000);
 }
 
 /*
@@ -1036,6 +1170,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(no_region_reject_retryable, setup, teardown),
         cmocka_unit_test_setup_teardown(region_down_at_start_backfilled, setup, teardown),
         cmocka_unit_test_setup_teardown(partition_mismatch_after_start_kept_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(stale_errors_ignored_at_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(auth_failure_stops_start, setup, teardown),
     };
     atexit(stop_processes);
     return cmocka_run_group_tests(tests, NULL, NULL);
