@@ -69,7 +69,7 @@ struct tl_breaker {
     } buckets[TL_BREAKER_BUCKETS]; /* the rate window, in slices of rate_window_ms / 10 */
     uint64_t rng;
     uint64_t transitions;
-    char reason[160];          /* why the last transition happened, for logs */
+    char reason[512];          /* why the last transition happened, for logs */
 };
 
 void tl_breaker_init(struct tl_breaker *b, const struct tl_breaker_settings *s, int64_t now_ms,

@@ -96,6 +96,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (error_is_auth(err)) {
         r->auth_error = err;
         snprintf(r->auth_error_reason, sizeof(r->auth_error_reason), "%s", reason);
+    } else if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+        r->auth_error = 0; /* the brokers are down now, whatever they said before */
     }
     if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         tl_log_error("region", "producer hit a fatal error, rebuilding it region=%s error=%s "
@@ -1055,7 +1057,11 @@ static void on_transition(struct tl_region *r, enum tl_breaker_state old_state,
     atomic_store(&r->published_state, (int)b->state);
     atomic_store(&r->published_backfilling, b->backfilling);
     pthread_mutex_lock(&r->reason_lock);
-    snprintf(r->published_reason, sizeof(r->published_reason), "%s", b->reason);
+    if (b->state == TL_BREAKER_HALF_OPEN && r->unchecked && r->last_check_error[0])
+        snprintf(r->published_reason, sizeof(r->published_reason),
+                 "%s; the last topic check failed: %s", b->reason, r->last_check_error);
+    else
+        snprintf(r->published_reason, sizeof(r->published_reason), "%s", b->reason);
     pthread_mutex_unlock(&r->reason_lock);
     atomic_fetch_add(&r->breaker_transitions, 1);
     tl_pipeline_set_healthy(r->pipeline, r->index, tl_breaker_counts_for_ack(b));
@@ -1221,6 +1227,7 @@ static void run_deferred_checks(struct tl_region *r)
         tl_log_info("region", "topics checked after start region=%s topics=%zu", r->name,
                     cfg->topic_count);
     } else {
+        snprintf(r->last_check_error, sizeof(r->last_check_error), "%s", err);
         tl_log_error("region", "topic check failed, the region gets no events until it passes "
                      "region=%s error=\"%s\"", r->name, err);
         /* The breaker reason is short; a time-out's full text is in the line above. */

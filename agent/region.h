@@ -85,8 +85,10 @@ struct tl_region {
     const int32_t *expected_partitions; /* per topic, from the region checked at start */
     char unchecked_reason[256];
     int64_t unchecked_since_ms;       /* wall clock */
-    /* Last authentication or TLS failure librdkafka reported, 0 since metadata succeeded;
-     * written and read by the thread that polls (the main thread until start). */
+    char last_check_error[512];       /* of the last failed deferred check, "" if none */
+    /* Authentication or TLS failure of the last failed connection attempt, 0 when metadata
+     * succeeded or a later attempt failed otherwise. Written and read by the thread that
+     * polls (the main thread until start). */
     int auth_error;
     char auth_error_reason[256];
     int stop_timeout_ms;              /* set before stopping is */
@@ -111,7 +113,7 @@ struct tl_region {
     atomic_int published_state;       /* enum tl_breaker_state, for other threads */
     atomic_bool published_backfilling;
     pthread_mutex_t reason_lock;      /* published_reason */
-    char published_reason[160];       /* the breaker's reason for its last transition */
+    char published_reason[1088];      /* the breaker's reason for its last transition */
 
     /* Newest event written per topic-partition, for heartbeats (positions_lock). */
     pthread_mutex_t positions_lock;

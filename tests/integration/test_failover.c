@@ -656,14 +656,15 @@ static void start_mocks(struct fixture *f, const char *name, const char *west_to
     it_mock_start(&f->mocks[1], f->dir, REGIONS[1], west_topics);
 }
 
-/* Starts the agent on the running mock clusters, then the load. region_extra is added to both
- * regions' configuration ("" for none). */
+/* Starts the agent on the running mock clusters, then the load. east_extra and west_extra are
+ * added to each region's configuration ("" for none). */
 static void start_agent_and_load(struct fixture *f, const char *name,
-                                 const char *when_no_region, const char *region_extra)
+                                 const char *when_no_region, const char *east_extra,
+                                 const char *west_extra)
 {
     char config[2048];
     snprintf(config, sizeof(config), CONFIG_FORMAT, when_no_region, f->mocks[0].bootstrap,
-             region_extra, f->mocks[1].bootstrap, region_extra, PARTITIONS);
+             east_extra, f->mocks[1].bootstrap, west_extra, PARTITIONS);
     it_agent_start(&f->agent, name, config, NULL);
     fprintf(stderr, "%s: agent log %s, cluster logs in %s\n", name, f->agent.log, f->dir);
     load_start(&f->load, &f->agent);
@@ -674,7 +675,7 @@ static void start_fixture(struct fixture *f, const char *name, const char *when_
                           const char *region_extra)
 {
     start_mocks(f, name, TOPIC ":4");
-    start_agent_and_load(f, name, when_no_region, region_extra);
+    start_agent_and_load(f, name, when_no_region, region_extra, region_extra);
 }
 
 static int setup(void **state)
@@ -953,17 +954,58 @@ static bool log_contains(const struct it_agent *agent, const char *text)
     return found;
 }
 
-/* Waits up to CLOSE_TIMEOUT_MS for text in the agent's log; fails the test otherwise. */
-static void wait_for_log(struct it_agent *agent, const char *text)
+/* Runs `twinlane status` against the agent and returns its output, which the caller frees. */
+static char *run_status(const struct it_agent *agent)
+{
+    char sock[400];
+    snprintf(sock, sizeof(sock), "%s/data/admin.sock", agent->dir);
+    char out[400];
+    snprintf(out, sizeof(out), "%s/status.out", agent->dir);
+    char *argv[] = {TL_CLI_BIN, "status", "--agent", sock, NULL};
+    assert_int_equal(it_run(argv, out, NULL, 30), 0);
+    char *text = it_read_file(out, NULL);
+    assert_non_null(text);
+    return text;
+}
+
+/* Returns the length of the agent's log now, so that later checks read only what follows. */
+static size_t log_length(const struct it_agent *agent)
+{
+    size_t len = 0;
+    char *log = it_read_file(agent->log, &len);
+    if (!log)
+        fail_msg("cannot read the agent log %s", agent->log);
+    free(log);
+    return len;
+}
+
+/* Waits up to CLOSE_TIMEOUT_MS for text in the agent's log after byte offset from; returns
+ * the log from there, which the caller frees. */
+static char *wait_for_log_after(struct it_agent *agent, size_t from, const char *text)
 {
     int64_t start = now_ms();
-    while (!log_contains(agent, text)) {
+    for (;;) {
+        size_t len = 0;
+        char *log = it_read_file(agent->log, &len);
+        if (!log)
+            fail_msg("cannot read the agent log %s", agent->log);
+        if (len > from && strstr(log + from, text)) {
+            memmove(log, log + from, len - from + 1);
+            return log;
+        }
+        free(log);
         if (now_ms() - start > CLOSE_TIMEOUT_MS) {
             it_agent_dump_log(agent);
             fail_msg("the agent did not log \"%s\" within %d s", text, CLOSE_TIMEOUT_MS / 1000);
         }
         sleep_ms(100);
     }
+}
+
+/* Waits up to CLOSE_TIMEOUT_MS for text in the agent's log; fails the test otherwise. */
+static void wait_for_log(struct it_agent *agent, const char *text)
+{
+    free(wait_for_log_after(agent, 0, text));
 }
 
 /* Starts the mock clusters, takes west down, then starts the agent and the load. Returns the
@@ -973,7 +1015,7 @@ static int64_t start_with_west_down(struct fixture *f, const char *name, const c
     start_mocks(f, name, west_topic);
     it_mock_command(&f->mocks[1], "all-down");
     int64_t fault_ms = now_ms();
-    start_agent_and_load(f, name, "spool", "");
+    start_agent_and_load(f, name, "spool", "", "");
     return fault_ms;
 }
 
@@ -1019,7 +1061,19 @@ static void region_down_at_start_backfilled(void **state)
     assert_int_equal(wait_cli(spawn_cli(&f->agent, "unfence")), 0);
     wait_cli(fence);
 
-    sleep_ms(OUTAGE_MS);
+    /* While the next check runs, status still gives the failure of the one before. */
+    wait_for_log(&f->agent, "topic check failed, the region gets no events until it passes "
+                 "region=west");
+    size_t mark = log_length(&f->agent);
+    free(wait_for_log_after(&f->agent, mark,
+                            "breaker state changed region=west from=open to=half_open"));
+    char *status = run_status(&f->agent);
+    /* The check may also have failed again meanwhile, under a slow machine. */
+    if (!strstr(status, "the last topic check failed: region west") &&
+        !strstr(status, "west: topic check timed out"))
+        fail_msg("twinlane status does not give the failed check:\n%s", status);
+    free(status);
+
     assert_false(breaker_closed(&f->agent, "west", NULL));
     it_mock_command(west, "all-up");
 
@@ -1061,7 +1115,7 @@ static void stale_errors_ignored_at_start(void **state)
     struct delayed_up east_up = {.mock = &f->mocks[0], .delay_ms = 2000};
     assert_int_equal(pthread_create(&east_up.thread, NULL, delayed_up_main, &east_up), 0);
     int64_t fault_ms = now_ms();
-    start_agent_and_load(f, "failover-start-stale", "spool", "");
+    start_agent_and_load(f, "failover-start-stale", "spool", "", "");
     pthread_join(east_up.thread, NULL);
 
     sleep_ms(WARM_UP_MS);
@@ -1121,6 +1175,50 @@ static void auth_failure_stops_start(void **state)
 }
 
 /*
+ * West rejects the credentials when it returns after start, then goes down again. The check
+ * after that must report the outage, not the credentials of the earlier attempt.
+ */
+static void auth_error_not_kept_after_outage(void **state)
+{
+    struct fixture *f = *state;
+    start_mocks(f, "failover-auth-later", TOPIC ":4");
+    struct it_mock *west = &f->mocks[1];
+    it_mock_command(west, "all-down");
+    int64_t fault_ms = now_ms();
+    /* Mock brokers do not support SASL, so librdkafka reports an authentication failure. */
+    start_agent_and_load(f, "failover-auth-later", "spool", "",
+                         " properties = ( \"security.protocol=sasl_plaintext\", "
+                         "\"sasl.mechanism=PLAIN\", \"sasl.username=oncall\", "
+                         "\"sasl.password=wrong\" );");
+
+    size_t mark = log_length(&f->agent);
+    it_mock_command(west, "all-up");
+    free(wait_for_log_after(&f->agent, mark, "rejected the connection: _AUTHENTICATION"));
+
+    mark = log_length(&f->agent);
+    it_mock_command(west, "all-down");
+    char *after = wait_for_log_after(&f->agent, mark, "topic check failed");
+    const char *failure = strstr(after, "topic check failed");
+    const char *line_end = strchr(failure, '\n');
+    size_t line_len = line_end ? (size_t)(line_end - failure) : strlen(failure);
+    fprintf(stderr, "auth error then outage: %.*s\n", (int)line_len, failure);
+    char *line = strndup(failure, line_len);
+    assert_non_null(strstr(line, "did not return metadata"));
+    assert_null(strstr(line, "rejected the connection"));
+    free(line);
+    free(after);
+
+    load_stop(&f->load);
+    assert_int_equal(f->load.flush_rc, 0);
+    assert_int_equal(it_agent_stop(&f->agent), 0);
+    struct ack_stats s = measure(&f->load, fault_ms);
+    assert_true(s.ok > 0);
+    assert_int_equal(s.lost, 0);
+    struct region_check east = check_region("east", f->mocks[0].bootstrap, &f->load);
+    assert_int_equal(east.missing, 0);
+}
+
+/*
  * West is down at start and comes back with another partition count: the agent keeps it out
  * of service, with an error that names the counts, and acknowledges from east.
  */
@@ -1132,9 +1230,19 @@ static void partition_mismatch_after_start_kept_out(void **state)
 
     sleep_ms(WARM_UP_MS);
     it_mock_command(west, "all-up");
-    wait_for_log(&f->agent, "topic " TOPIC " has 3 partitions in region west but 4 in region east");
+    const char *mismatch = "topic " TOPIC " has 3 partitions in region west but 4 in region east";
+    wait_for_log(&f->agent, mismatch);
     sleep_ms(SETTLE_MS);
     assert_false(breaker_closed(&f->agent, "west", NULL));
+
+    /* Status gives the failed check as west's reason. */
+    for (int i = 0; i < 4; i++) {
+        char *status = run_status(&f->agent);
+        if (!strstr(status, mismatch))
+            fail_msg("twinlane status does not give the failed check:\n%s", status);
+        free(status);
+        sleep_ms(700);
+    }
 
     load_stop(&f->load);
     assert_int_equal(f->load.flush_rc, 0);
@@ -1169,6 +1277,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(partition_mismatch_after_start_kept_out, setup, teardown),
         cmocka_unit_test_setup_teardown(stale_errors_ignored_at_start, setup, teardown),
         cmocka_unit_test_setup_teardown(auth_failure_stops_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(auth_error_not_kept_after_outage, setup, teardown),
     };
     atexit(stop_processes);
     return cmocka_run_group_tests(tests, NULL, NULL);
