@@ -34,8 +34,12 @@
 /* How long start-up waits for a region that does not respond once the other region passed its
  * checks. Then the agent starts without it, and checks it when it responds. */
 #define STARTUP_DEGRADED_AFTER_MS 5000
-/* Time limit of one metadata request round to a region that has not responded yet. */
-#define STARTUP_ATTEMPT_MS 1000
+/*
+ * Time limit of one metadata round to a region that has not responded yet. As long as the
+ * degraded start's wait, so that a slow but healthy region (a distant cluster, TLS and SASL
+ * handshakes) gets as long to answer as a silent one.
+ */
+#define STARTUP_ATTEMPT_MS STARTUP_DEGRADED_AFTER_MS
 #define STATS_INTERVAL_MS 60000
 
 struct tl_agent {
