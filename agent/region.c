@@ -561,7 +561,6 @@ int tl_region_check_topics(struct tl_region *r, int timeout_ms, int32_t *partiti
     return rc;
 }
 
-
 /* Creates the heartbeat topic with the Admin API and waits for the answer. */
 static int create_heartbeat_topic(struct tl_region *r, int brokers, int timeout_ms, char *err,
                                   size_t errsize)
@@ -1230,7 +1229,7 @@ static void run_deferred_checks(struct tl_region *r)
         snprintf(r->last_check_error, sizeof(r->last_check_error), "%s", err);
         tl_log_error("region", "topic check failed, the region gets no events until it passes "
                      "region=%s error=\"%s\"", r->name, err);
-        /* The breaker reason is short; a time-out's full text is in the line above. */
+        /* A time-out gets a short breaker reason, and its full text is in the line above. */
         char reason[96];
         if (rc == TL_ETIMEDOUT)
             snprintf(reason, sizeof(reason), "topic check timed out after %d ms",
