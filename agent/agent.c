@@ -31,15 +31,6 @@
 /* How long start-up waits for metadata while neither region responds, and for each region's
  * heartbeat topic. */
 #define STARTUP_METADATA_TIMEOUT_MS 30000
-/* How long start-up waits for a region that does not respond once the other region passed its
- * checks. Then the agent starts without it, and checks it when it responds. */
-#define STARTUP_DEGRADED_AFTER_MS 5000
-/*
- * Time limit of one metadata round to a region that has not responded yet. As long as the
- * degraded start's wait, so that a slow but healthy region (a distant cluster, TLS and SASL
- * handshakes) gets as long to answer as a silent one.
- */
-#define STARTUP_ATTEMPT_MS STARTUP_DEGRADED_AFTER_MS
 #define STATS_INTERVAL_MS 60000
 
 struct tl_agent {
@@ -186,7 +177,7 @@ static int lock_data_dir(struct tl_agent *a, char *err, size_t errsize)
 
 /*
  * Fetches the topics' partition counts of both regions into counts[region]. A region that has
- * not responded when the other one passed, STARTUP_DEGRADED_AFTER_MS after the start, is left
+ * not responded when the other one passed, agent.start_wait_ms after the start, is left
  * out: checked[region] stays false and last_error[region] gives its last error. Fails when
  * neither region responds within STARTUP_METADATA_TIMEOUT_MS, or on any error other than a
  * time-out.
@@ -200,7 +191,9 @@ static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
         for (int r = 0; r < TL_REGION_COUNT; r++) {
             if (checked[r])
                 continue;
-            int rc = tl_region_check_topics(a->regions[r], STARTUP_ATTEMPT_MS, counts[r],
+            /* Rounds as long as the wait, so that a slow region (a distant cluster, TLS and
+             * SASL handshakes) has that long to answer. */
+            int rc = tl_region_check_topics(a->regions[r], a->cfg->start_wait_ms, counts[r],
                                             last_error[r], sizeof(last_error[r]));
             if (rc == 0)
                 checked[r] = true;
@@ -210,7 +203,7 @@ static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
         int64_t waited = tl_now_ms() - start;
         if (checked[0] && checked[1])
             return 0;
-        if ((checked[0] || checked[1]) && waited >= STARTUP_DEGRADED_AFTER_MS)
+        if ((checked[0] || checked[1]) && waited >= a->cfg->start_wait_ms)
             return 0;
         if (!checked[0] && !checked[1] && waited >= STARTUP_METADATA_TIMEOUT_MS)
             return tl_error(err, errsize, TL_ETIMEDOUT, "neither region responded within %d ms, "

@@ -127,7 +127,7 @@ struct loader {
 static const char *const ROOT_SETTINGS[] = {
     "agent", "wal", "breaker", "heartbeat", "listen", "regions", "topics", "admin", NULL};
 static const char *const AGENT_SETTINGS[] = {
-    "id", "home_region", "data_dir", "log_level", "shutdown_timeout_ms",
+    "id", "home_region", "data_dir", "log_level", "shutdown_timeout_ms", "start_wait_ms",
     "max_inflight_events", "max_inflight_bytes", "ack", "when_no_region", NULL};
 static const char *const WAL_SETTINGS[] = {
     "dir", "fsync", "fsync_interval_ms", "segment_bytes", "max_bytes", "when_full", NULL};
@@ -1023,6 +1023,11 @@ static int parse_agent(struct loader *ld, const config_setting_t *root, struct t
     if (rc != 0)
         return rc;
     cfg->shutdown_timeout_ms = (int)number;
+
+    rc = get_integer(ld, agent, "start_wait_ms", 1000, 30000, 5000, false, &number, NULL);
+    if (rc != 0)
+        return rc;
+    cfg->start_wait_ms = (int)number;
 
     rc = get_integer(ld, agent, "max_inflight_events", 1, 10000000, 100000, false, &number,
                      NULL);

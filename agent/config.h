@@ -4,7 +4,8 @@
  * Layout of the file (every setting and default is documented in docs/configuration.md):
  *
  *   agent   = { id = "..."; home_region = "..."; data_dir = "..."; log_level = "info";
- *               shutdown_timeout_ms = 10000; max_inflight_events = 100000;
+ *               shutdown_timeout_ms = 10000; start_wait_ms = 5000;
+ *               max_inflight_events = 100000;
  *               max_inflight_bytes = 268435456; ack = "all";
  *               when_no_region = "spool"; };
  *   wal     = { dir = "<data_dir>/wal"; fsync = "always"; fsync_interval_ms = 100;
@@ -91,6 +92,7 @@ struct tl_config {
     char *data_dir;             /* created if missing */
     enum tl_log_level log_level;
     int shutdown_timeout_ms;    /* bound on flushing in-flight events at SIGTERM */
+    int start_wait_ms;          /* wait at start for a region that does not respond */
     size_t max_inflight_events; /* accepted but not yet acknowledged, before back-pressure */
     size_t max_inflight_bytes;
 

@@ -662,11 +662,14 @@ static void slow_first_delivery_keeps_breaker_closed(void **state)
      * West responds to every request 1 s late from the start, longer than the 0.4 s stall
      * deadline, so the producer's first delivery comes only after it. Its start-up requests
      * (API versions, metadata, producer id, the first produce) then take about 4 s, well
-     * inside the first-delivery deadline even on a loaded machine.
+     * inside the first-delivery deadline even on a loaded machine. start_wait_ms gives west's
+     * first metadata round at start the same margin, so that the agent does not start
+     * without it.
      */
     mock_pair_start(&m);
     rd_kafka_mock_broker_set_rtt(m.clusters[1], 1, 1000);
-    start_forked_agent(&agent, "slow", "", "breaker = { stall_timeout_ms = 400; };\n", &m);
+    start_forked_agent(&agent, "slow", "start_wait_ms = 20000;",
+                       "breaker = { stall_timeout_ms = 400; };\n", &m);
 
     char err[256];
     struct tl_client_options opts = {.on_result = on_result, .ctx = &tally};

@@ -122,7 +122,7 @@ static void full_config_fills_every_field(void **state)
     const char *text =
         "agent = {\n"
         "  id = \"node-1.a_b\"; home_region = \"west\"; data_dir = \"/var/lib/tl\";\n"
-        "  log_level = \"debug\"; shutdown_timeout_ms = 2500;\n"
+        "  log_level = \"debug\"; shutdown_timeout_ms = 2500; start_wait_ms = 12000;\n"
         "  max_inflight_events = 5000; max_inflight_bytes = 68719476736L; ack = \"one\";\n"
         "  when_no_region = \"reject\";\n"
         "};\n"
@@ -156,6 +156,7 @@ static void full_config_fills_every_field(void **state)
     assert_string_equal(cfg.data_dir, "/var/lib/tl");
     assert_int_equal(cfg.log_level, TL_LOG_DEBUG);
     assert_int_equal(cfg.shutdown_timeout_ms, 2500);
+    assert_int_equal(cfg.start_wait_ms, 12000);
     assert_int_equal(cfg.max_inflight_events, 5000);
     assert_int_equal(cfg.max_inflight_bytes, 68719476736ULL);
     assert_int_equal(cfg.ack_policy, TL_ACK_ONE);
@@ -218,6 +219,7 @@ static void minimal_config_gets_defaults(void **state)
     assert_int_equal(parse_text(text), 0);
     assert_int_equal(cfg.log_level, TL_LOG_INFO);
     assert_int_equal(cfg.shutdown_timeout_ms, 10000);
+    assert_int_equal(cfg.start_wait_ms, 5000);
     assert_int_equal(cfg.max_inflight_events, 100000);
     assert_int_equal(cfg.max_inflight_bytes, 256 * 1024 * 1024);
     assert_string_equal(cfg.unix_path, "/tmp/tl/agent.sock");
@@ -757,6 +759,16 @@ static void shutdown_timeout_above_range(void **state)
                      TL_EINVAL);
     assert_err_contains("test.conf:1: agent.shutdown_timeout_ms: 600001 is out of range; "
                         "accepted values are 0 to 600000");
+}
+
+static void start_wait_below_range(void **state)
+{
+    (void)state;
+    assert_int_equal(parse_parts((struct parts){
+                         .agent = AGENT_DEFAULT " start_wait_ms = 999;"}),
+                     TL_EINVAL);
+    assert_err_contains("test.conf:1: agent.start_wait_ms: 999 is out of range; "
+                        "accepted values are 1000 to 30000");
 }
 
 static void shutdown_timeout_negative(void **state)
@@ -2053,6 +2065,7 @@ int main(void)
         CONFIG_TEST(log_level_unknown_name),
         CONFIG_TEST(shutdown_timeout_above_range),
         CONFIG_TEST(shutdown_timeout_negative),
+        CONFIG_TEST(start_wait_below_range),
         CONFIG_TEST(shutdown_timeout_float_rejected),
         CONFIG_TEST(inflight_events_zero_rejected),
         CONFIG_TEST(inflight_bytes_below_range),
