@@ -191,8 +191,8 @@ static int check_topics(struct tl_agent *a, int32_t *counts[], bool checked[],
         for (int r = 0; r < TL_REGION_COUNT; r++) {
             if (checked[r])
                 continue;
-            /* Rounds as long as the wait, so that a slow region (a distant cluster, TLS and
-             * SASL handshakes) has that long to answer. */
+            /* Rounds last as long as the wait, so that a slow region (a distant cluster, TLS
+             * and SASL handshakes) has that long to respond. */
             int rc = tl_region_check_topics(a->regions[r], a->cfg->start_wait_ms, counts[r],
                                             last_error[r], sizeof(last_error[r]));
             if (rc == 0)

@@ -97,7 +97,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         r->auth_error = err;
         snprintf(r->auth_error_reason, sizeof(r->auth_error_reason), "%s", reason);
     } else if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
-        r->auth_error = 0; /* the brokers are down now, whatever they said before */
+        r->auth_error = 0; /* the brokers are down now, so an earlier rejection is stale */
     }
     if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         tl_log_error("region", "producer hit a fatal error, rebuilding it region=%s error=%s "
@@ -484,7 +484,7 @@ fail:
     return rc;
 }
 
-/* Fetches each topic's partition count into partitions[topic]; see tl_region_check_topics. */
+/* Fetches each topic's partition count into partitions[topic], as tl_region_check_topics does. */
 static int fetch_partition_counts(struct tl_region *r, int timeout_ms, int32_t *partitions,
                                   char *err, size_t errsize)
 {

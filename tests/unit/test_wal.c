@@ -459,6 +459,18 @@ static void write_closed_wal(struct fixture *f, size_t n)
 
 /* ---- appending and reading ----------------------------------------------------------- */
 
+/*
+ * Writes a closed WAL of n records (at most 16) and returns the path of its newest segment
+ * and the byte offset of each record in it.
+ */
+static void write_closed_segment(struct fixture *f, size_t n, char *path, size_t pathsize,
+                                 uint64_t offsets[16])
+{
+    write_closed_wal(f, n);
+    segment_file(f, -1, path, pathsize);
+    assert_int_equal(record_offsets(path, offsets, 16), n);
+}
+
 static void append_then_read_from_first(void **state)
 {
     struct fixture *f = *state;
@@ -1103,11 +1115,9 @@ static void assert_tail_recovered(struct fixture *f, const char *path, uint64_t 
 static void torn_last_record_truncated(void **state)
 {
     struct fixture *f = *state;
-    write_closed_wal(f, 6);
     char path[256];
-    segment_file(f, -1, path, sizeof(path));
     uint64_t offsets[16];
-    assert_int_equal(record_offsets(path, offsets, 16), 6);
+    write_closed_segment(f, 6, path, sizeof(path), offsets);
     uint64_t size = file_size(path);
 
     uint64_t cut = offsets[5] + (size - offsets[5]) / 2;
@@ -1119,11 +1129,9 @@ static void torn_last_record_truncated(void **state)
 static void torn_record_header_truncated(void **state)
 {
     struct fixture *f = *state;
-    write_closed_wal(f, 6);
     char path[256];
-    segment_file(f, -1, path, sizeof(path));
     uint64_t offsets[16];
-    assert_int_equal(record_offsets(path, offsets, 16), 6);
+    write_closed_segment(f, 6, path, sizeof(path), offsets);
 
     /* Ten bytes of the last record header remain. */
     assert_int_equal(truncate(path, (off_t)(offsets[5] + 10)), 0);
@@ -1298,11 +1306,9 @@ static void torn_segment_header_removed(void **state)
 static void corrupt_middle_record_stops_open(void **state)
 {
     struct fixture *f = *state;
-    write_closed_wal(f, 8);
     char path[256];
-    segment_file(f, -1, path, sizeof(path));
     uint64_t offsets[16];
-    assert_int_equal(record_offsets(path, offsets, 16), 8);
+    write_closed_segment(f, 8, path, sizeof(path), offsets);
 
     flip_byte(path, offsets[2] + TL_WAL_RECORD_HEADER_BYTES + 5);
 
@@ -1321,11 +1327,9 @@ static void corrupt_middle_record_stops_open(void **state)
 static void damaged_length_mid_segment_stops_open(void **state)
 {
     struct fixture *f = *state;
-    write_closed_wal(f, 8);
     char path[256];
-    segment_file(f, -1, path, sizeof(path));
     uint64_t offsets[16];
-    assert_int_equal(record_offsets(path, offsets, 16), 8);
+    write_closed_segment(f, 8, path, sizeof(path), offsets);
     uint64_t size = file_size(path);
 
     uint8_t length[4];
@@ -1387,11 +1391,9 @@ static void cursor_above_wal_end_rolls_segment(void **state)
 static void corrupt_middle_record_salvaged(void **state)
 {
     struct fixture *f = *state;
-    write_closed_wal(f, 8);
     char path[256];
-    segment_file(f, -1, path, sizeof(path));
     uint64_t offsets[16];
-    assert_int_equal(record_offsets(path, offsets, 16), 8);
+    write_closed_segment(f, 8, path, sizeof(path), offsets);
     flip_byte(path, offsets[2] + TL_WAL_RECORD_HEADER_BYTES + 5);
 
     assert_int_equal(open_wal(f, true), 0);
